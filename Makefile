@@ -1,0 +1,14 @@
+# The README's two commands.
+.PHONY: run test bench lint
+
+run:  ## install everything into .venv and run the main job
+	scripts/run.sh
+
+test:  ## run the whole test suite
+	scripts/test.sh
+
+bench:  ## benchmarks (not part of the test suite)
+	.venv/bin/python bench/bench_data.py
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1,0 +1,172 @@
+"""The ``salespulse`` command line: data, training and serving commands.
+
+This module is the composition root: it is the one place that knows every stage, and it imports a stage's
+module only when its command runs, so ``salespulse data ...`` never loads the training stack.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="salespulse: sales warehouse, forecasting and segmentation models, and the service serving them.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(help="Sample data, imports and the state of the warehouse.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+WarehouseOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--warehouse",
+        help="DuckDB warehouse file. Default: $SALESPULSE_WAREHOUSE_PATH or data/warehouse.duckdb.",
+        show_default=False,
+    ),
+]
+
+
+@data_app.command("generate")
+def generate(
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed and sizes give the same data.")] = 42,
+    scale: Annotated[
+        float,
+        typer.Option(
+            help="Multiplies the default sizes: 1 = ~1M order lines and 20k customers; 10 = ~10M lines."
+        ),
+    ] = 1.0,
+    customers: Annotated[
+        int | None, typer.Option(help="Number of customers (default 20,000 x scale).", show_default=False)
+    ] = None,
+    products: Annotated[int, typer.Option(help="Number of products in the catalogue.")] = 600,
+    salesmen: Annotated[int, typer.Option(help="Number of salesmen.")] = 60,
+    distributors: Annotated[int, typer.Option(help="Number of trade distributors.")] = 40,
+    days: Annotated[int, typer.Option(help="Length of the history in days (1096 = 3 years).")] = 1096,
+    end_date: Annotated[
+        str | None,
+        typer.Option(help="Last day of the history, YYYY-MM-DD (default: today).", show_default=False),
+    ] = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Order lines to aim for (default 1,000,000 x scale); the result is within a few %.",
+            show_default=False,
+        ),
+    ] = None,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Generate realistic sample sales data into a fresh warehouse.
+
+    The data has structure a model can learn and a test can check: weekly and yearly seasonality with
+    holiday peaks, category and region trends, promotions with price elasticity, customer acquisition,
+    repeat purchase and churn, salesmen of differing skill and consistency, discontinued products, and a
+    goal plan near (not equal to) actual sales. The old warehouse is replaced only when the new one is
+    complete.
+    """
+    from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
+
+    config = GeneratorConfig(
+        seed=seed,
+        customers=customers if customers is not None else round(20_000 * scale),
+        products=products,
+        salesmen=salesmen,
+        distributors=distributors,
+        days=days,
+        end_date=date.fromisoformat(end_date) if end_date else date.today(),
+        rows=rows if rows is not None else round(1_000_000 * scale),
+    )
+    summary = generate_warehouse(config, path=warehouse, progress=True)
+    console.print(
+        f"[green]Generated {summary.order_lines:,} order lines[/] from {summary.first_day} to "
+        f"{summary.last_day} in {summary.seconds:.1f} s ({summary.order_lines / summary.seconds:,.0f} rows/s)"
+    )
+    console.print(f"Warehouse: [bold]{summary.path.resolve()}[/]")
+
+
+@data_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet export of order lines.", exists=True)],
+    mapping: Annotated[
+        Path,
+        typer.Option(
+            "--mapping",
+            "-m",
+            help="YAML file saying which column of FILE is which warehouse field "
+            "(see data/mappings/superstore.yaml).",
+            exists=True,
+        ),
+    ],
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Import the valid rows and write the invalid ones to a reject file, "
+            "instead of rejecting the whole file.",
+        ),
+    ] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Import a company's own order-line export into the warehouse.
+
+    Every row is validated first; a file with any invalid row is rejected whole (row number, column and
+    reason are listed) unless --skip-invalid is given. Importing the same file again changes nothing:
+    order id + line is the key, and a re-imported line replaces the stored one. The import is one
+    transaction: a crash or kill leaves the warehouse as it was.
+    """
+    from salespulse.dataset.importing import ImportRejected, import_file
+
+    try:
+        result = import_file(file, mapping, skip_invalid=skip_invalid, path=warehouse, progress=True)
+    except ImportRejected as rejected:
+        console.print(f"[red]Rejected {file}:[/] {rejected.summary()}")
+        for line in rejected.describe(limit=20):
+            console.print(f"  {line}")
+        console.print("Nothing was imported. Fix the rows above, or use --skip-invalid.")
+        raise typer.Exit(code=1) from None
+    console.print(result.describe())
+
+
+@data_app.command("info")
+def info(
+    warehouse: WarehouseOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Print nothing; exit 1 if the warehouse is empty.")
+    ] = False,
+) -> None:
+    """Show where the warehouse is, its row counts and the date range of its sales."""
+    from salespulse.warehouse.store import connect, table_counts, warehouse_path
+
+    path = warehouse or warehouse_path()
+    try:
+        con = connect(path, read_only=True)
+    except FileNotFoundError as missing:
+        if not quiet:
+            console.print(f"[red]{missing}[/]")
+        raise typer.Exit(code=1) from None
+    with con:
+        counts = table_counts(con)
+        first, last = con.execute("SELECT min(ordered_at), max(ordered_at) FROM order_lines").fetchone()
+    if counts["order_lines"] == 0:
+        if not quiet:
+            console.print(f"Warehouse {path.resolve()} has no order lines yet.")
+        raise typer.Exit(code=1)
+    if quiet:
+        return
+    table = Table(title=f"Warehouse {path.resolve()}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in counts.items():
+        table.add_row(name, f"{count:,}")
+    Console().print(table)
+    Console().print(f"Sales from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+
+
+if __name__ == "__main__":
+    app()

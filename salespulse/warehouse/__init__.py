@@ -1,0 +1,1 @@
+"""The sales warehouse: schema declarations and DuckDB access."""

@@ -1,0 +1,153 @@
+"""The sales data model, declared once.
+
+The DDL, the import validation and the README's data dictionary all come from these declarations, so a
+column is added in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    required: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    doc: str = ""
+    checks: tuple[str, ...] = field(default_factory=tuple)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self) -> str:
+        body = [f"{c.name} {c.sql_type}{' NOT NULL' if c.required else ''}" for c in self.columns]
+        body.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        body.extend(f"CHECK ({check})" for check in self.checks)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    " + ",\n    ".join(body) + "\n)"
+
+
+PRODUCTS = Table(
+    "products",
+    (
+        Column("product_id", "VARCHAR"),
+        Column("product_name", "VARCHAR"),
+        Column("category", "VARCHAR"),
+        Column("subcategory", "VARCHAR"),
+        Column("list_price", "DOUBLE", required=False, doc="Catalogue price per unit"),
+        Column("unit_cost", "DOUBLE", required=False, doc="Cost per unit; unknown for some imports"),
+        Column("launched_on", "DATE", required=False),
+        Column("discontinued_on", "DATE", required=False, doc="Set when the product stopped selling"),
+    ),
+    key=("product_id",),
+    doc="Product catalogue with its category hierarchy.",
+)
+
+CUSTOMERS = Table(
+    "customers",
+    (
+        Column("customer_id", "VARCHAR"),
+        Column("customer_name", "VARCHAR", required=False),
+        Column("city", "VARCHAR", required=False),
+        Column("state", "VARCHAR", required=False, doc="Two-letter US state code"),
+        Column("zip", "VARCHAR", required=False, doc="Five-digit US zip code"),
+        Column("region", "VARCHAR", required=False, doc="Sales region (West, Central, South, East)"),
+        Column("latitude", "DOUBLE", required=False),
+        Column("longitude", "DOUBLE", required=False),
+        Column("first_purchase", "TIMESTAMP", required=False, doc="Derived from order lines"),
+    ),
+    key=("customer_id",),
+    doc="Customers and where they are.",
+)
+
+SALESMEN = Table(
+    "salesmen",
+    (
+        Column("salesman_id", "VARCHAR"),
+        Column("salesman_name", "VARCHAR", required=False),
+        Column("region", "VARCHAR", required=False),
+        Column("hire_date", "DATE", required=False),
+    ),
+    key=("salesman_id",),
+    doc="Sales force, one home region each.",
+)
+
+DISTRIBUTORS = Table(
+    "distributors",
+    (
+        Column("distributor_id", "VARCHAR"),
+        Column("distributor_name", "VARCHAR", required=False),
+        Column("city", "VARCHAR", required=False),
+        Column("state", "VARCHAR", required=False),
+        Column("zip", "VARCHAR", required=False),
+        Column("latitude", "DOUBLE", required=False),
+        Column("longitude", "DOUBLE", required=False),
+    ),
+    key=("distributor_id",),
+    doc="Trade-channel distributors.",
+)
+
+ORDER_LINES = Table(
+    "order_lines",
+    (
+        Column("order_id", "VARCHAR"),
+        Column("line", "INTEGER", doc="Line number within the order; with order_id, the key"),
+        Column("ordered_at", "TIMESTAMP"),
+        Column("customer_id", "VARCHAR"),
+        Column("product_id", "VARCHAR"),
+        Column("salesman_id", "VARCHAR", required=False, doc="Missing in exports without a sales force"),
+        Column("distributor_id", "VARCHAR", required=False, doc="Set on trade-channel lines"),
+        Column("channel", "VARCHAR", doc="'direct' or 'trade'"),
+        Column("quantity", "INTEGER"),
+        Column("unit_price", "DOUBLE"),
+        Column("discount", "DOUBLE", doc="Fraction of the unit price taken off, 0 <= d < 1"),
+        Column("revenue", "DOUBLE", doc="quantity x unit_price x (1 - discount)"),
+        Column("cost", "DOUBLE", required=False, doc="Missing when the export has no cost"),
+        Column("profit", "DOUBLE", required=False, doc="revenue - cost"),
+    ),
+    key=("order_id", "line"),
+    doc="The fact table: one row per order line.",
+    checks=(
+        "channel IN ('direct', 'trade')",
+        "quantity > 0",
+        "discount >= 0 AND discount < 1",
+    ),
+)
+
+REGION_GOALS = Table(
+    "region_goals",
+    (
+        Column("month", "DATE", doc="First day of the month"),
+        Column("region", "VARCHAR"),
+        Column("revenue_target", "DOUBLE"),
+    ),
+    key=("month", "region"),
+    doc="Revenue plan by month and region.",
+)
+
+SALESMAN_GOALS = Table(
+    "salesman_goals",
+    (
+        Column("month", "DATE", doc="First day of the month"),
+        Column("salesman_id", "VARCHAR"),
+        Column("revenue_target", "DOUBLE"),
+    ),
+    key=("month", "salesman_id"),
+    doc="Revenue plan by month and salesman.",
+)
+
+DIMENSION_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, SALESMEN, DISTRIBUTORS)
+ALL_TABLES: tuple[Table, ...] = (*DIMENSION_TABLES, ORDER_LINES, REGION_GOALS, SALESMAN_GOALS)
+TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}
