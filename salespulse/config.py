@@ -7,6 +7,7 @@ table is this class.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,23 @@ class Settings(BaseSettings):
     import_reject_dir: Path = Field(
         Path("data/rejects"), description="Where `data import --skip-invalid` writes rejected rows."
     )
+
+    # MLflow. The standard MLFLOW_TRACKING_URI variable, when set, wins over mlflow_tracking_uri.
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlruns/mlflow.db",
+        description="Tracking and registry store; a local SQLite file by default, or a server's http:// URL.",
+    )
+    mlflow_artifact_root: Path = Field(
+        Path("mlruns/artifacts"), description="Artifact folder for the local store (a server keeps its own)."
+    )
+    mlflow_experiment: str = Field("salespulse", description="MLflow experiment of the training runs.")
+    forecaster_model_name: str = Field("sales-forecaster", description="Registered name of the forecaster.")
+    segmenter_model_name: str = Field("customer-segmenter", description="Registered name of the segmenter.")
+    champion_alias: str = Field("champion", description="Registry alias of the model in service.")
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri
 
 
 @lru_cache

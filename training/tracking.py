@@ -1,0 +1,123 @@
+"""MLflow set-up, model registration and the champion/challenger gate shared by every training pipeline."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from salespulse.config import get_settings
+
+
+def configure_mlflow() -> str:
+    """Point MLflow at the configured store and make sure the experiment exists; returns the tracking URI."""
+    settings = get_settings()
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:
+        # A local store keeps artifacts in the configured folder; a server decides for itself.
+        local = not uri.startswith(("http://", "https://"))
+        artifact_location = settings.mlflow_artifact_root.resolve().as_uri() if local else None
+        mlflow.create_experiment(settings.mlflow_experiment, artifact_location=artifact_location)
+    mlflow.set_experiment(settings.mlflow_experiment)
+    return uri
+
+
+def champion_version(name: str) -> ModelVersion | None:
+    """The registered version that currently holds the champion alias, if any."""
+    try:
+        return MlflowClient().get_model_version_by_alias(name, get_settings().champion_alias)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    model_name: str
+    version: str
+    metric: str
+    challenger_score: float
+    champion_score: float | None
+    champion_version: str | None
+    promoted: bool
+
+    def describe(self) -> str:
+        if self.champion_score is None:
+            first = f"{self.model_name} v{self.version} is the first champion"
+            return f"{first} ({self.metric} {self.challenger_score:.4f})"
+        verdict = "promoted to champion" if self.promoted else "kept as challenger"
+        return (
+            f"{self.model_name} v{self.version} {verdict}: {self.metric} {self.challenger_score:.4f} "
+            f"vs champion v{self.champion_version} {self.champion_score:.4f} on the same backtest"
+        )
+
+
+def gate_and_promote(
+    model_name: str,
+    version: str,
+    metric: str,
+    challenger_score: float,
+    score_champion: Callable[[ModelVersion], float],
+    *,
+    higher_is_better: bool,
+) -> GateDecision:
+    """Give ``version`` the champion alias only if it beats the current champion.
+
+    ``score_champion`` evaluates the current champion on the challenger's own backtest (same data, same
+    windows), so both scores are comparable. The decision and both scores are logged to the active run and
+    tagged on the new version.
+    """
+    current = champion_version(model_name)
+    is_itself = current is not None and str(current.version) == str(version)
+    champion_score = score_champion(current) if current is not None and not is_itself else None
+    promoted = champion_score is None or _is_better(challenger_score, champion_score, higher_is_better)
+    decision = GateDecision(
+        model_name=model_name,
+        version=str(version),
+        metric=metric,
+        challenger_score=challenger_score,
+        champion_score=champion_score,
+        champion_version=str(current.version) if current is not None else None,
+        promoted=promoted,
+    )
+    client = MlflowClient()
+    if promoted:
+        client.set_registered_model_alias(model_name, get_settings().champion_alias, str(version))
+    _record_decision(client, decision)
+    return decision
+
+
+def _is_better(challenger: float, champion: float, higher_is_better: bool) -> bool:
+    if math.isnan(challenger):
+        return False
+    if math.isnan(champion):
+        return True
+    return challenger > champion if higher_is_better else challenger < champion
+
+
+def _record_decision(client: MlflowClient, decision: GateDecision) -> None:
+    mlflow.log_metric(f"gate_challenger_{decision.metric}", decision.challenger_score)
+    if decision.champion_score is not None:
+        mlflow.log_metric(f"gate_champion_{decision.metric}", decision.champion_score)
+    mlflow.set_tags(
+        {
+            "gate.decision": "promoted" if decision.promoted else "rejected",
+            "gate.champion_version": decision.champion_version or "none",
+            "gate.summary": decision.describe(),
+        }
+    )
+    tags = {
+        "gate.decision": "promoted" if decision.promoted else "rejected",
+        f"backtest.{decision.metric}": f"{decision.challenger_score:.6f}",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(decision.model_name, decision.version, key, value)
