@@ -8,7 +8,7 @@ test:  ## run the whole test suite
 	scripts/test.sh
 
 bench:  ## benchmarks (not part of the test suite)
-	.venv/bin/python bench/bench_data.py
+	.venv/bin/python bench/bench_generate.py && .venv/bin/python bench/bench_import.py
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

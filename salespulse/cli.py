@@ -22,7 +22,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Sample data, imports and the state of the warehouse.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 WarehouseOption = Annotated[
     Path | None,
     typer.Option(
@@ -120,14 +120,19 @@ def import_(
     order id + line is the key, and a re-imported line replaces the stored one. The import is one
     transaction: a crash or kill leaves the warehouse as it was.
     """
-    from salespulse.dataset.importing import ImportRejected, import_file
+    from rich.markup import escape
+
+    from salespulse.dataset.importing import ImportFailed, ImportRejected, import_file
 
     try:
         result = import_file(file, mapping, skip_invalid=skip_invalid, path=warehouse, progress=True)
+    except ImportFailed as failed:
+        console.print(f"[red]Cannot import {file}:[/] {escape(str(failed))}")
+        raise typer.Exit(code=1) from None
     except ImportRejected as rejected:
         console.print(f"[red]Rejected {file}:[/] {rejected.summary()}")
         for line in rejected.describe(limit=20):
-            console.print(f"  {line}")
+            console.print(f"  {escape(line)}")
         console.print("Nothing was imported. Fix the rows above, or use --skip-invalid.")
         raise typer.Exit(code=1) from None
     console.print(result.describe())

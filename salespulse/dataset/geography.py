@@ -36,10 +36,11 @@ STATE_NAMES: dict[str, str] = {
 
 def state_code(value: str) -> str | None:
     """'California' or 'ca' -> 'CA'; None for anything that is not a US state."""
-    cleaned = value.strip()
-    if cleaned.upper() in REGION_OF_STATE:
-        return cleaned.upper()
-    return STATE_NAMES.get(cleaned.title())
+    cleaned = value.strip().upper()
+    if cleaned in REGION_OF_STATE:
+        return cleaned
+    # Compared upper-cased: str.title() would make "District Of Columbia", which is not a key.
+    return next((code for name, code in STATE_NAMES.items() if name.upper() == cleaned), None)
 
 
 @lru_cache

@@ -1,0 +1,215 @@
+"""The one write path for sales: a batch of order lines (and what is known of their customers, products,
+salesmen and distributors) goes into the warehouse in one transaction.
+
+Both the file import and the real-time sales endpoint call :func:`upsert_sales`, so a sale is stored the
+same way whichever door it came through. Everything is set-based SQL whose cost grows with the batch, not
+with the warehouse, except where a batch replaces lines it already had (see ``_refresh_first_purchase``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from salespulse.warehouse.schema import DIMENSION_TABLES, ORDER_LINES, Table
+from salespulse.warehouse.store import transaction
+
+Batch = duckdb.DuckDBPyRelation | pd.DataFrame
+Progress = Callable[[str], None]
+
+# NOT NULL dimension columns that a bare key (seen only on an order line) cannot know yet: a new row gets
+# these stand-ins, and the first batch that brings real values overwrites them.
+PLACEHOLDERS: dict[str, str] = {
+    "product_name": "product_id",
+    "category": "'Unknown'",
+    "subcategory": "'Unknown'",
+}
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    inserted: int
+    """Order lines whose (order_id, line) was new."""
+    updated: int
+    """Order lines that replaced a stored line with the same (order_id, line)."""
+    new_dimension_rows: dict[str, int]
+    """Rows added per dimension table (customers, products, salesmen, distributors)."""
+
+
+def upsert_sales(
+    con: duckdb.DuckDBPyConnection,
+    order_lines: Batch,
+    *,
+    customers: Batch | None = None,
+    products: Batch | None = None,
+    salesmen: Batch | None = None,
+    distributors: Batch | None = None,
+    progress: Progress | None = None,
+) -> UpsertCounts:
+    """Insert or replace order lines, and add or complete the dimension rows they refer to, atomically.
+
+    ``order_lines`` has the ORDER_LINES columns (optional ones may be left out: they are stored as NULL)
+    and one row per (order_id, line). The dimension batches hold the key and any subset of the table's
+    other columns, one row per key; a NULL there never wipes a value the warehouse already knows. Keys
+    that lines refer to but no dimension batch describes get a row of their own.
+    """
+    report = progress or (lambda _message: None)
+    batches = {
+        "order_lines": order_lines, "customers": customers, "products": products, "salesmen": salesmen,
+        "distributors": distributors,
+    }  # fmt: skip
+    with _registered(con, batches) as views:
+        lines = _with_all_order_line_columns(con, views["order_lines"])
+        line_count = _count(con, lines)
+        with transaction(con):
+            report(f"Writing {line_count:,} rows to the warehouse")
+            new_rows = {
+                table.name: _upsert_dimension(con, table, views.get(table.name), lines)
+                for table in DIMENSION_TABLES
+            }
+            inserted = _upsert_order_lines(con, lines)
+            updated = line_count - inserted
+            report("Updating customers' first purchase and products' prices")
+            _refresh_first_purchase(con, lines, lines_were_replaced=updated > 0)
+            _fill_unknown_product_prices(con, lines)
+    return UpsertCounts(inserted=inserted, updated=updated, new_dimension_rows=new_rows)
+
+
+@contextmanager
+def _registered(con: duckdb.DuckDBPyConnection, batches: dict[str, Batch | None]) -> Iterator[dict[str, str]]:
+    """Make each given DataFrame or relation queryable by name (upsert_<table>) for the upsert's duration."""
+    names: dict[str, str] = {}
+    try:
+        for table_name, batch in batches.items():
+            if batch is not None:
+                names[table_name] = f"upsert_{table_name}"
+                con.register(names[table_name], batch)
+        yield names
+    finally:
+        for name in names.values():
+            con.unregister(name)
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    (count,) = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0]
+    return count
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+
+
+def _upsert_dimension(con: duckdb.DuckDBPyConnection, table: Table, batch: str | None, lines: str) -> int:
+    """Complete known rows with the batch's non-null values, then add the keys not stored yet.
+
+    Returns the number of rows added.
+    """
+    (key,) = table.key
+    attributes = [c for c in _columns(con, batch) if c != key and c in table.column_names] if batch else []
+    if attributes:
+        assignments = ", ".join(f"{c} = coalesce(b.{c}, {table.name}.{c})" for c in attributes)
+        con.execute(
+            f"UPDATE {table.name} SET {assignments} FROM {batch} b WHERE {table.name}.{key} = b.{key}"
+        )
+
+    candidates = []
+    if batch:
+        candidates.append(f"SELECT {', '.join([key, *attributes])} FROM {batch}")
+    if key in ORDER_LINES.column_names:
+        only_in_lines = f"ANTI JOIN {batch} b USING ({key})" if batch else ""
+        candidates.append(f"SELECT DISTINCT l.{key} FROM {lines} l {only_in_lines} WHERE l.{key} IS NOT NULL")
+    if not candidates:
+        return 0
+    filled = [c for c in table.column_names if c != key and (c in attributes or c in PLACEHOLDERS)]
+    values = [_value_for_new_row(c, known=c in attributes) for c in filled]
+    # Filtering out known keys first is cheaper than letting the insert find each conflict in the index.
+    (added,) = con.execute(
+        f"INSERT INTO {table.name} ({', '.join([key, *filled])}) "
+        f"SELECT {', '.join([key, *values])} FROM ({' UNION ALL BY NAME '.join(candidates)}) "
+        f"ANTI JOIN {table.name} USING ({key})"
+    ).fetchall()[0]
+    return added
+
+
+def _value_for_new_row(column: str, *, known: bool) -> str:
+    if column not in PLACEHOLDERS:
+        return column
+    return f"coalesce({column}, {PLACEHOLDERS[column]})" if known else PLACEHOLDERS[column]
+
+
+def _with_all_order_line_columns(con: duckdb.DuckDBPyConnection, batch: str) -> str:
+    """The batch as a subquery with every ORDER_LINES column, NULL for optional ones it leaves out."""
+    available = set(_columns(con, batch))
+    missing = [c.name for c in ORDER_LINES.columns if c.required and c.name not in available]
+    if missing:
+        raise ValueError(f"the order lines lack required column(s): {', '.join(missing)}")
+    selected = [
+        c.name if c.name in available else f"CAST(NULL AS {c.sql_type}) AS {c.name}"
+        for c in ORDER_LINES.columns
+    ]
+    return f"(SELECT {', '.join(selected)} FROM {batch})"
+
+
+def _upsert_order_lines(con: duckdb.DuckDBPyConnection, lines: str) -> int:
+    """Insert new lines and replace stored ones with the same key; returns how many were new."""
+    columns = ", ".join(ORDER_LINES.column_names)
+    replaced = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_LINES.column_names if c not in ORDER_LINES.key)
+    before = _count(con, ORDER_LINES.name)
+    con.execute(
+        f"INSERT INTO {ORDER_LINES.name} ({columns}) SELECT {columns} FROM {lines} "
+        f"ON CONFLICT ({', '.join(ORDER_LINES.key)}) DO UPDATE SET {replaced}"
+    )
+    return _count(con, ORDER_LINES.name) - before
+
+
+def _refresh_first_purchase(con: duckdb.DuckDBPyConnection, lines: str, *, lines_were_replaced: bool) -> None:
+    """Keep customers.first_purchase = min(ordered_at) of their lines, for the customers in the batch.
+
+    New lines can only move a first purchase earlier, which the batch alone tells. A replaced line may
+    have been a customer's earliest, so then the batch's customers are recomputed from all their lines:
+    a scan of order_lines, paid only by batches that replace lines. (A line moved to another customer
+    leaves its old customer's first purchase as it was.)
+    """
+    if lines_were_replaced:
+        con.execute(
+            f"""
+            UPDATE customers SET first_purchase = f.first_purchase
+            FROM (
+                SELECT customer_id, min(ordered_at) AS first_purchase FROM order_lines
+                WHERE customer_id IN (SELECT customer_id FROM {lines}) GROUP BY customer_id
+            ) f
+            WHERE customers.customer_id = f.customer_id
+            """
+        )
+        return
+    con.execute(
+        f"""
+        UPDATE customers SET first_purchase = f.first_purchase
+        FROM (SELECT customer_id, min(ordered_at) AS first_purchase FROM {lines} GROUP BY customer_id) f
+        WHERE customers.customer_id = f.customer_id
+          AND (customers.first_purchase IS NULL OR f.first_purchase < customers.first_purchase)
+        """
+    )
+
+
+def _fill_unknown_product_prices(con: duckdb.DuckDBPyConnection, lines: str) -> None:
+    """Estimate a product's list price and unit cost from its lines when the catalogue does not say."""
+    con.execute(
+        f"""
+        UPDATE products SET
+            list_price = coalesce(products.list_price, b.list_price),
+            unit_cost = coalesce(products.unit_cost, b.unit_cost)
+        FROM (
+            SELECT product_id,
+                   max(unit_price) AS list_price,
+                   sum(cost) / sum(quantity) FILTER (WHERE cost IS NOT NULL) AS unit_cost
+            FROM {lines} GROUP BY product_id
+        ) b
+        WHERE products.product_id = b.product_id
+          AND (products.list_price IS NULL OR products.unit_cost IS NULL)
+        """
+    )
