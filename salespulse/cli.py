@@ -56,7 +56,7 @@ def generate(
     rows: Annotated[
         int | None,
         typer.Option(
-            help="Order lines to aim for (default 1,000,000 x scale); the result is within a few %.",
+            help="Order lines to aim for (default 1,050,000 x scale); the result is within a few %.",
             show_default=False,
         ),
     ] = None,
@@ -70,7 +70,7 @@ def generate(
     goal plan near (not equal to) actual sales. The old warehouse is replaced only when the new one is
     complete.
     """
-    from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
+    from salespulse.dataset.generate import DEFAULT_ROWS, GeneratorConfig, generate_warehouse
 
     config = GeneratorConfig(
         seed=seed,
@@ -80,7 +80,7 @@ def generate(
         distributors=distributors,
         days=days,
         end_date=date.fromisoformat(end_date) if end_date else date.today(),
-        rows=rows if rows is not None else round(1_000_000 * scale),
+        rows=rows if rows is not None else round(DEFAULT_ROWS * scale),
     )
     summary = generate_warehouse(config, path=warehouse, progress=True)
     console.print(

@@ -33,6 +33,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from salespulse.dataset.geography import REGIONS, zip_table
 from salespulse.warehouse.store import rebuild, warehouse_path
 
+# A little over a million, so that the default warehouse always holds at least 1M order lines.
+DEFAULT_ROWS = 1_050_000
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -43,7 +46,7 @@ class GeneratorConfig:
     distributors: int = 40
     days: int = 1096
     end_date: date = field(default_factory=date.today)
-    rows: int = 1_000_000
+    rows: int = DEFAULT_ROWS
     chunk_days: int = 31
 
     @property
