@@ -164,13 +164,15 @@ def info(
         raise typer.Exit(code=1)
     if quiet:
         return
-    table = Table(title=f"Warehouse {path.resolve()}")
+    table = Table(title="Warehouse tables")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, count in counts.items():
         table.add_row(name, f"{count:,}")
-    Console().print(table)
-    Console().print(f"Sales from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+    out = Console(soft_wrap=True)
+    out.print(table)
+    out.print(f"Warehouse: {path.resolve()}")
+    out.print(f"Sales from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
 
 
 if __name__ == "__main__":
