@@ -1,0 +1,1 @@
+"""Features that training and serving both compute, defined once."""

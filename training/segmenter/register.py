@@ -1,0 +1,91 @@
+"""Stage 4: log the segmenter as an MLflow model, register it, and score the champion on the same data.
+
+The model is logged as "models from code" (MLflow 3's recommended form, no pickled Python object): a
+two-line code file that imports only ``salespulse``, and the folder ``Segmentation.save`` writes as its
+``segmentation`` artifact. Loading it runs that file and ``CustomerSegmenter.load_context``; nothing from
+``training`` is involved.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import sklearn
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.types import ColSpec, Schema
+
+from salespulse.features.customers import FEATURE_NAMES
+from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, Segmentation
+from training.segmenter.train import silhouette_on_sample
+
+MODEL_CODE = '''"""Builds the customer segmenter when MLflow loads the model; only salespulse is imported."""
+
+from mlflow.models import set_model
+
+from salespulse.modeling.segmenter import CustomerSegmenter
+
+set_model(CustomerSegmenter())
+'''
+INPUT_EXAMPLE_ROWS = 5
+# Declared rather than inferred from the example: the contract is the feature list, and every feature is a
+# double even when a caller's value is a whole number.
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("double", name) for name in FEATURE_NAMES]),
+    outputs=Schema(
+        [
+            ColSpec("long", "segment_id"),
+            ColSpec("string", "segment"),
+            ColSpec("string", "action"),
+            ColSpec("double", "distance"),
+        ]
+    ),
+)
+
+
+def log_segmenter(segmentation: Segmentation, features: pd.DataFrame, model_name: str) -> ModelInfo:
+    """Log ``segmentation`` to the active run (signature, input example) and register it as ``model_name``."""
+    example = features.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        code = Path(scratch) / "customer_segmenter.py"
+        code.write_text(MODEL_CODE)
+        artifact = Path(scratch) / SEGMENTATION_ARTIFACT
+        segmentation.save(artifact)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=code,
+            artifacts={SEGMENTATION_ARTIFACT: str(artifact)},
+            signature=SIGNATURE,
+            input_example=example,
+            registered_model_name=model_name,
+            # Declared, not inferred: inference loads the model in a subprocess (seconds) and would list
+            # salespulse, which is the project itself, not a package an index can install.
+            pip_requirements=model_requirements(),
+        )
+
+
+def model_requirements() -> list[str]:
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"joblib=={joblib.__version__}",
+    ]
+
+
+def champion_silhouette(champion: ModelVersion, features: pd.DataFrame, scaled: np.ndarray) -> float:
+    """Silhouette of the champion's own segments of ``features``, measured like the challenger's.
+
+    The champion labels the customers through its own logged pipeline; the silhouette is then taken in the
+    challenger's scaled space on the same fixed sample, so the two scores differ only by the partition.
+    """
+    model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+    labels = model.predict(features.reset_index(drop=True))["segment_id"].to_numpy()
+    return silhouette_on_sample(scaled, labels)
