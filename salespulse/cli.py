@@ -18,9 +18,26 @@ app = typer.Typer(
     help="salespulse: sales warehouse, forecasting and segmentation models, and the service serving them.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
 )
-data_app = typer.Typer(help="Sample data, imports and the state of the warehouse.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Sample data, imports and the state of the warehouse.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(
+    help="Train the models on the warehouse, track the runs in MLflow, and promote champions.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(train_app, name="train")
+serve_app = typer.Typer(
+    help="Build and run the BentoML service with the champion models.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(serve_app, name="serve")
 
 console = Console(stderr=True, soft_wrap=True)
 WarehouseOption = Annotated[
@@ -173,6 +190,104 @@ def info(
     out.print(table)
     out.print(f"Warehouse: {path.resolve()}")
     out.print(f"Sales from {first:%Y-%m-%d} to {last:%Y-%m-%d}")
+
+
+LevelOption = Annotated[
+    str,
+    typer.Option(help="Series level: product_region, product, category, region, category_region or total."),
+]
+FreqOption = Annotated[str, typer.Option(help="D (daily) or W (weekly).")]
+HorizonOption = Annotated[
+    int | None,
+    typer.Option(help="Forecast horizon in periods (default 28 days / 8 weeks).", show_default=False),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed of the segmentation fit and its bootstrap.")]
+
+
+@train_app.command("forecaster")
+def train_forecaster(
+    level: LevelOption = "product_region", freq: FreqOption = "D", horizon: HorizonOption = None
+) -> None:
+    """Train the LightGBM sales forecaster, backtest it against seasonal naive and AutoETS on the same
+    windows, log everything to MLflow, and promote it to champion if it beats the current one."""
+    from training.forecaster.pipeline import run
+
+    console.print(run(level=level, freq=freq, horizon=horizon, progress=True).describe())
+
+
+@train_app.command("segmenter")
+def train_segmenter(seed: SeedOption = 0) -> None:
+    """Train the KMeans customer segmentation, name the segments, log everything to MLflow, and promote it
+    to champion if it beats the current one on the same customers."""
+    from training.segmenter.pipeline import run
+
+    console.print(run(seed=seed, progress=True).describe())
+
+
+@train_app.command("all")
+def train_all(seed: SeedOption = 0) -> None:
+    """Train the segmentation and a daily forecaster at every level planners ask for (product x region,
+    product, category, region, category x region, total); each level has its own registry entry."""
+    from salespulse.features.series import LEVELS
+
+    for level in LEVELS:
+        train_forecaster(level=level, freq="D", horizon=None)
+    train_segmenter(seed=seed)
+
+
+@train_app.command("status")
+def train_status(
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Print nothing; exit 1 if a champion is missing.")
+    ] = False,
+) -> None:
+    """Show the champion version of each model in the MLflow registry (exit 1 if one has none)."""
+    from salespulse.modeling.registry import served_model_names
+    from training.tracking import champion_version, configure_mlflow
+
+    configure_mlflow()
+    missing = False
+    for name in served_model_names():
+        version = champion_version(name)
+        missing = missing or version is None
+        if not quiet:
+            console.print(f"{name}: " + (f"champion v{version.version}" if version else "no champion yet"))
+    if missing:
+        raise typer.Exit(code=1)
+
+
+@serve_app.command("build")
+def serve_build(
+    snapshot: Annotated[
+        bool, typer.Option(help="Put a snapshot of the warehouse into the Docker build context.")
+    ] = True,
+) -> None:
+    """Pull the champion models from the MLflow registry into the BentoML model store, build the Bento,
+    and lay out the Docker build context in build/ (then: `scripts/docker.sh build`)."""
+    from service.build import build_all
+
+    console.print(build_all(with_snapshot=snapshot).describe())
+
+
+@serve_app.command("run")
+def serve_run(
+    host: Annotated[str | None, typer.Option(help="Bind address (default $SALESPULSE_SERVICE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default $SALESPULSE_SERVICE_PORT).")] = None,
+) -> None:
+    """Serve the champions: imports them into the BentoML model store if needed, then runs
+    `bentoml serve service.service:SalesPulse` in the foreground."""
+    import os
+
+    from salespulse.config import get_settings
+    from service.build import import_champions
+
+    settings = get_settings()
+    for model in import_champions():
+        console.print(f"Serving {model.tag} (registry version {model.info.metadata.get('registry_version')})")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # see README: OpenMP runtimes of LightGBM and sklearn
+    command = ["bentoml", "serve", "service.service:SalesPulse"]
+    command += ["--host", host or settings.service_host, "--port", str(port or settings.service_port)]
+    os.execvp(command[0], command)
 
 
 if __name__ == "__main__":

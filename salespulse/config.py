@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +43,32 @@ class Settings(BaseSettings):
     forecaster_model_name: str = Field("sales-forecaster", description="Registered name of the forecaster.")
     segmenter_model_name: str = Field("customer-segmenter", description="Registered name of the segmenter.")
     champion_alias: str = Field("champion", description="Registry alias of the model in service.")
+    forecast_horizon_days: int = Field(28, ge=1, description="Default forecast horizon of daily models.")
+    forecast_horizon_weeks: int = Field(8, ge=1, description="Default forecast horizon of weekly models.")
+
+    # Service.
+    api_key: SecretStr | None = Field(
+        None, description="Key for write and admin endpoints (header X-API-Key); unset: they refuse."
+    )
+    read_access: Literal["open", "keyed"] = Field(
+        "open", description="Whether read endpoints are open or also need the API key."
+    )
+    service_host: str = Field("127.0.0.1", description="Address the service binds to.")
+    service_port: int = Field(3000, description="Port the service listens on.")
+    model_watch_seconds: float = Field(
+        0.0, ge=0, description="Poll the registry for a new champion this often (0: only on reload)."
+    )
+    max_batch_customers: int = Field(10_000, ge=1, description="Largest /segment batch.")
+    max_forecast_series: int = Field(500, ge=1, description="Most series in one /forecast request.")
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted.")
+
+    # Analytics (salespulse/analytics, mounted at /analytics).
+    analytics_rollups: bool = Field(
+        True, description="Answer queries from the exact rollup tables when they can (else from order lines)."
+    )
+    analytics_max_batch_lines: int = Field(
+        10_000, ge=1, le=100_000, description="Most order lines in one POST /analytics/sales batch."
+    )
 
     @property
     def tracking_uri(self) -> str:

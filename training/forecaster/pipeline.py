@@ -1,0 +1,197 @@
+"""The forecaster's training pipeline as one MLflow run: data -> backtest -> baselines -> final fit ->
+log, register and gate.
+
+    result = run(level="product_region", freq="D")   # what `salespulse train forecaster` calls
+    print(result.describe())
+
+The run logs the parameters, the headline metrics of the model and the baselines (``wape_model``,
+``wape_seasonal_naive``, ``wape_autoets``, ``mase_*``, ``bias_*``, ``coverage_80``, ``coverage_95``, the WAPE
+margins and stage timings), the backtest table (``backtest/metrics.csv`` and ``.json``), the figures
+(``plots/``), and the model with its signature and input example, registered under
+:func:`~salespulse.modeling.forecaster.registered_model_name`. The new version becomes champion only if its
+backtest WAPE beats the current champion's on the same windows (:func:`training.tracking.gate_and_promote`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from rich.console import Console
+
+from salespulse.features.series import DEFAULT_FREQ, DEFAULT_LEVEL, Panel, check_freq, series_level
+from salespulse.modeling.forecaster import Forecaster, default_horizon, registered_model_name
+from training.forecaster import data, evaluate, plots, register, train
+from training.forecaster.train import TrainConfig
+from training.tracking import GateDecision, configure_mlflow, gate_and_promote
+
+GATE_METRIC = "wape"
+N_WINDOWS = 3
+
+
+@dataclass(frozen=True)
+class ForecasterResult:
+    level: str
+    freq: str
+    horizon: int
+    series: int
+    run_id: str
+    model_name: str
+    version: str
+    decision: GateDecision
+    table: pd.DataFrame = field(repr=False)
+    metrics: dict[str, float] = field(repr=False)
+    timings: dict[str, float] = field(repr=False)
+
+    @property
+    def wape(self) -> float:
+        return self.metrics["wape_model"]
+
+    def describe(self) -> str:
+        """A multi-line summary: the backtest of the model against the baselines, and the gate decision."""
+        overall = self.table[self.table["window"] == "all"].set_index("method")
+        windows = sorted(self.table.loc[self.table["window"] != "all", "window"].unique())
+        lines = [
+            f"Sales forecaster {self.level} x {self.freq}, horizon {self.horizon}: backtest of "
+            f"{len(windows)} windows (cutoffs {', '.join(windows)}) over {self.series:,} series",
+            f"  {'method':<15}{'WAPE':>8}{'MASE':>8}{'bias':>9}{'cov 80%':>9}{'cov 95%':>9}",
+        ]
+        for method, row in overall.iterrows():
+            coverage = "".join(
+                f"{'-':>9}" if pd.isna(row[c]) else f"{row[c]:>9.1%}" for c in ("coverage_80", "coverage_95")
+            )
+            lines.append(
+                f"  {method:<15}{row['wape']:>8.3f}{row['mase']:>8.3f}{row['bias']:>+9.1%}{coverage}"
+            )
+        m = self.metrics
+        lines += [
+            "  (model: the median forecast; model_mean: the expected revenue, the figure that adds up)",
+            f"WAPE margin: {m['wape_margin_vs_seasonal_naive']:+.1%} vs seasonal naive, "
+            f"{m['wape_margin_vs_autoets']:+.1%} vs AutoETS (positive: the model is better)",
+            f"Gate: {self.decision.describe()}",
+            f"MLflow run {self.run_id}; model {self.model_name} v{self.version}; "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()),
+        ]
+        return "\n".join(lines)
+
+
+def run(
+    level: str = DEFAULT_LEVEL,
+    freq: str = DEFAULT_FREQ,
+    horizon: int | None = None,
+    progress: bool = True,
+    warehouse: Path | str | None = None,
+    config: TrainConfig | None = None,
+) -> ForecasterResult:
+    """Train, backtest, log, register and gate a forecaster of ``level`` x ``freq``; with ``progress``,
+    report each stage on stderr as it ends (the summary is ``result.describe()``)."""
+    series_level(level)
+    freq = check_freq(freq)
+    horizon = horizon or default_horizon(freq)
+    config = config or TrainConfig()
+    model_name = registered_model_name(level, freq)
+    stages = _Stages(Console(stderr=True) if progress else None)
+    configure_mlflow()
+    with mlflow.start_run(run_name=f"forecaster-{level}-{freq}") as active:
+        mlflow.set_tag("model", model_name)
+        with stages("Reading the series from the warehouse", "load"):
+            panel = data.load_panel(level, freq, warehouse)
+        backtest = evaluate.plan_backtest(panel, horizon, N_WINDOWS)
+        mlflow.log_params(_params(level, freq, horizon, config, panel, backtest))
+        with stages(
+            f"Fitting the backtest model (history to {backtest.first_cutoff:%Y-%m-%d})", "fit_backtest"
+        ):
+            challenger = train.fit(panel.until(backtest.first_cutoff), level, horizon, config)
+        with stages(f"Forecasting {N_WINDOWS} backtest windows", "backtest"):
+            windows = evaluate.forecast_windows(challenger, panel, backtest)
+            scored = evaluate.with_cross_conformal_intervals(windows, horizon, freq)
+        with stages("Backtesting seasonal naive and AutoETS on the same windows", "baselines"):
+            baselines = evaluate.baseline_windows(panel, backtest, n_jobs=config.threads)
+            table = evaluate.metrics_table(scored, baselines, evaluate.mase_scales(panel, backtest))
+            metrics = evaluate.headline(table)
+        with stages("Fitting the model on all the history", "fit_final"):
+            final = train.fit(panel, level, horizon, config)
+            final = replace(final, calibration=evaluate.calibrate(windows, horizon, freq))
+        with stages("Logging metrics, backtest table and plots", "log"):
+            mlflow.log_metrics(metrics)
+            _log_table(table)
+            _log_plots(scored, panel, final, table)
+        with stages(f"Logging and registering the model as {model_name}", "register"):
+            info = register.log_forecaster(final, panel, model_name)
+        with stages("Champion/challenger gate on the same backtest", "gate"):
+            decision = gate_and_promote(
+                model_name,
+                str(info.registered_model_version),
+                GATE_METRIC,
+                metrics["wape_model"],
+                lambda champion: register.champion_wape(champion, panel, backtest),
+                higher_is_better=False,
+            )
+        stages.timings["total"] = sum(stages.timings.values())
+        mlflow.log_metrics({f"time_{k}_s": v for k, v in stages.timings.items()})
+    return ForecasterResult(
+        level=level,
+        freq=freq,
+        horizon=horizon,
+        series=len(backtest.series),
+        run_id=active.info.run_id,
+        model_name=model_name,
+        version=str(info.registered_model_version),
+        decision=decision,
+        table=table,
+        metrics=metrics,
+        timings=dict(stages.timings),
+    )
+
+
+def _params(
+    level: str, freq: str, horizon: int, config: TrainConfig, panel: Panel, backtest: evaluate.Backtest
+) -> dict[str, object]:
+    return {
+        "level": level,
+        "freq": freq,
+        "horizon": horizon,
+        "series": len(panel.ids),
+        "backtest_windows": len(backtest.cutoffs),
+        "backtest_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in backtest.cutoffs),
+        "backtest_series": len(backtest.series),
+        "ets_history": evaluate.ETS_HISTORY[freq],
+        **config.as_params(),
+    }
+
+
+def _log_table(table: pd.DataFrame) -> None:
+    mlflow.log_table(table, artifact_file="backtest/metrics.json")
+    mlflow.log_text(table.to_csv(index=False, float_format="%.6f"), "backtest/metrics.csv")
+
+
+def _log_plots(scored: pd.DataFrame, panel: Panel, forecaster: Forecaster, table: pd.DataFrame) -> None:
+    samples = evaluate.sample_series(scored)
+    mlflow.log_figure(plots.forecast_vs_actual(scored, panel, samples), "plots/forecast_vs_actual.png")
+    mlflow.log_figure(plots.feature_importance(forecaster), "plots/feature_importance.png")
+    mlflow.log_figure(plots.backtest_metrics(table), "plots/backtest_metrics.png")
+
+
+class _Stages:
+    """Times the pipeline's stages and, given a console, reports each as it ends."""
+
+    def __init__(self, console: Console | None) -> None:
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, description: str, key: str) -> Iterator[None]:
+        started = time.perf_counter()
+        if self.console is None:
+            yield
+        else:
+            with self.console.status(description):
+                yield
+        self.timings[key] = time.perf_counter() - started
+        if self.console is not None:
+            self.console.print(f"[green]✓[/] {description} [dim]({self.timings[key]:.1f} s)[/]")

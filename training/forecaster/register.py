@@ -1,0 +1,89 @@
+"""Stage 5: log the forecaster as an MLflow model, register it, and score the champion on the same backtest.
+
+The model is logged as "models from code" (MLflow 3's recommended form, no pickled Python object): a
+two-line code file that imports only ``salespulse``, and the folder ``Forecaster.save`` writes as its
+``forecaster`` artifact. Loading it runs that file and ``SalesForecaster.load_context``; nothing from
+``training`` is involved.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import duckdb
+import holidays
+import lightgbm
+import mlflow
+import numpy as np
+import pandas as pd
+import pydantic_settings
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.models.model import ModelInfo
+
+from salespulse.features.series import Panel
+from salespulse.modeling.forecaster import FORECASTER_ARTIFACT, Forecaster, model_signature
+from training.forecaster.evaluate import Backtest, forecast_windows, wape
+
+MODEL_CODE = '''"""Builds the sales forecaster when MLflow loads the model; only salespulse is imported."""
+
+from mlflow.models import set_model
+
+from salespulse.modeling.forecaster import SalesForecaster
+
+set_model(SalesForecaster())
+'''
+EXAMPLE_SERIES = 2
+
+
+def log_forecaster(forecaster: Forecaster, panel: Panel, model_name: str) -> ModelInfo:
+    """Log ``forecaster`` to the active run (signature, input example) and register it as ``model_name``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        code = Path(scratch) / "sales_forecaster.py"
+        code.write_text(MODEL_CODE)
+        artifact = Path(scratch) / FORECASTER_ARTIFACT
+        forecaster.save(artifact)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=code,
+            artifacts={FORECASTER_ARTIFACT: str(artifact)},
+            signature=model_signature(forecaster.horizon),
+            input_example=input_example(forecaster, panel),
+            registered_model_name=model_name,
+            # Declared, not inferred: inference loads the model in a subprocess (seconds) and would list
+            # salespulse, which is the project itself, not a package an index can install.
+            pip_requirements=model_requirements(),
+        )
+
+
+def input_example(forecaster: Forecaster, panel: Panel) -> pd.DataFrame:
+    """The history form of the input (no warehouse needed): the recent history of a couple of series."""
+    recent = panel.tail(forecaster.history_periods).to_frame()
+    busiest = recent.groupby("unique_id")["y"].sum().nlargest(EXAMPLE_SERIES).index
+    example = recent[recent["unique_id"].isin(busiest)].drop(columns="discount")
+    return example.astype({c: str for c in panel.statics.columns}).reset_index(drop=True)
+
+
+def model_requirements() -> list[str]:
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"lightgbm=={lightgbm.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"duckdb=={duckdb.__version__}",
+        f"holidays=={holidays.__version__}",
+        f"pydantic-settings=={pydantic_settings.__version__}",
+    ]
+
+
+def champion_wape(champion: ModelVersion, panel: Panel, backtest: Backtest) -> float:
+    """WAPE of the registered champion on the challenger's backtest (same cutoffs, series and histories).
+
+    The champion is loaded from the registry like the service loads it, and forecasts each window from the
+    history up to its cutoff. A champion trained on data after a cutoff has seen that window: its score is
+    then optimistic, so a challenger must beat a champion that had a head start (the gate errs towards
+    keeping the model in service).
+    """
+    model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
+    forecaster = model.unwrap_python_model().forecaster
+    return wape(forecast_windows(forecaster, panel, backtest))
