@@ -49,13 +49,15 @@ def upsert_sales(
     salesmen: Batch | None = None,
     distributors: Batch | None = None,
     progress: Progress | None = None,
+    before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
 ) -> UpsertCounts:
     """Insert or replace order lines, and add or complete the dimension rows they refer to, atomically.
 
     ``order_lines`` has the ORDER_LINES columns (optional ones may be left out: they are stored as NULL)
     and one row per (order_id, line). The dimension batches hold the key and any subset of the table's
     other columns, one row per key; a NULL there never wipes a value the warehouse already knows. Keys
-    that lines refer to but no dimension batch describes get a row of their own.
+    that lines refer to but no dimension batch describes get a row of their own. ``before_commit`` runs
+    inside the transaction after the writes (the analytics rollups are kept in step there).
     """
     report = progress or (lambda _message: None)
     batches = {
@@ -76,6 +78,8 @@ def upsert_sales(
             report("Updating customers' first purchase and products' prices")
             _refresh_first_purchase(con, lines, lines_were_replaced=updated > 0)
             _fill_unknown_product_prices(con, lines)
+            if before_commit is not None:
+                before_commit(con)
     return UpsertCounts(inserted=inserted, updated=updated, new_dimension_rows=new_rows)
 
 

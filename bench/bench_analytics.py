@@ -1,0 +1,637 @@
+"""Benchmark: every named analytics report over HTTP at 10M order lines, against pandas on the same data, and
+real-time ingest through POST /sales while reports are being read.
+
+1. A 10M-line warehouse is generated once into data/bench/warehouse-10m.duckdb (about 25 s) and its rollups
+   built once (about 30 s); each run works on a fresh copy of it.
+2. The analytics app runs for real: uvicorn in a child process, bound to 127.0.0.1 on a free port.
+3. Each report: --warmup requests, then --requests timed requests (default parameters) -> p50, p95.
+4. Ingest: --batches batches of 1,000 new lines through POST /sales by 1 sender, then by --senders senders at
+   once, while a reader thread keeps requesting reports (whose latency under load is reported too).
+5. pandas: the same reports as group-bys over DataFrames loaded from the same warehouse (load time printed
+   apart; only the computation is timed) -> the ratio pandas time / HTTP p50.
+
+    .venv/bin/python bench/bench_analytics.py [--requests 30] [--batches 40] [--senders 4] [--skip-pandas]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from salespulse.analytics.reports import REGISTRY  # noqa: E402
+from salespulse.dataset.generate import GeneratorConfig, generate_warehouse  # noqa: E402
+
+CACHED = REPO_ROOT / "data" / "bench" / "warehouse-10m.duckdb"
+CONFIG = GeneratorConfig(rows=10_000_000, customers=200_000, end_date=date(2025, 11, 20))
+API_KEY = "bench-key"
+BATCH_LINES = 1_000
+console = Console()
+
+
+# --- the warehouse and the server ---
+
+
+def prepared_warehouse(directory: Path) -> Path:
+    """A working copy of the cached 10M-line warehouse, with its rollups already built."""
+    if not CACHED.exists():
+        console.print(f"Generating {CONFIG.rows:,} order lines into {CACHED} (once) ...")
+        CACHED.parent.mkdir(parents=True, exist_ok=True)
+        generate_warehouse(CONFIG, CACHED)
+    started = time.perf_counter()
+    from salespulse.analytics.engine import AnalyticsEngine
+    from salespulse.warehouse.store import connect
+
+    with connect(CACHED) as con:
+        AnalyticsEngine(con)  # builds the rollups if they are missing or stale, else only checks them
+        con.execute("CHECKPOINT")
+    console.print(f"Rollups checked (or built) in {time.perf_counter() - started:.1f} s")
+    copy = directory / "warehouse.duckdb"
+    shutil.copy(CACHED, copy)
+    return copy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """The analytics app under uvicorn, in a child process bound to 127.0.0.1."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.port = free_port()
+        env = dict(os.environ, SALESPULSE_WAREHOUSE_PATH=str(warehouse), SALESPULSE_API_KEY=API_KEY)
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "service.analytics_api:create_analytics_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("the server exited")
+            try:
+                if httpx.get(f"{self.url}/meta", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("the server did not start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --- HTTP measurements ---
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def time_reports(client: httpx.Client, requests: int, warmup: int) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {}
+    for name in REGISTRY:
+        for _ in range(warmup):
+            response = client.get(f"/reports/{name}")
+            response.raise_for_status()
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.get(f"/reports/{name}")
+            response.content  # noqa: B018 - the body is part of the time
+            samples.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+        timings[name] = samples
+    return timings
+
+
+def sales_batches(count: int, tag: str, day: int = 1) -> list[bytes]:
+    """``count`` JSON bodies of 1,000 new lines each: orders of known customers and products, ``day`` days
+    after the last day with sales, in time order like a live feed (every batch a few seconds later than the
+    one before). Read from the cached warehouse: the server holds its copy's lock."""
+    with duckdb.connect(str(CACHED), read_only=True) as con:
+        customers = [
+            r[0] for r in con.execute("SELECT customer_id FROM customers USING SAMPLE 20000").fetchall()
+        ]
+        products = con.execute("SELECT product_id, list_price FROM products").fetchall()
+        salesmen = [r[0] for r in con.execute("SELECT salesman_id FROM salesmen").fetchall()]
+        (last,) = con.execute("SELECT CAST(max(ordered_at) AS DATE) FROM order_lines").fetchall()[0]
+    start = datetime.combine(last + timedelta(days=day), datetime.min.time()) + timedelta(hours=8)
+    rng = random.Random(7)
+    bodies = []
+    for batch in range(count):
+        lines = []
+        for number in range(BATCH_LINES):
+            order, line = divmod(number, 4)
+            product, price = rng.choice(products)
+            lines.append(
+                {
+                    "order_id": f"BENCH-{tag}-{batch:05d}-{order:04d}",
+                    "line": line + 1,
+                    "ordered_at": (start + timedelta(seconds=batch * 20 + order // 25)).isoformat(),
+                    "customer_id": customers[(batch * 250 + order) % len(customers)],
+                    "product_id": product,
+                    "salesman_id": rng.choice(salesmen),
+                    "quantity": rng.randint(1, 6),
+                    "unit_price": price,
+                    "discount": 0.0,
+                    "cost": round(price * 0.6, 2),
+                }
+            )
+        bodies.append(json.dumps({"lines": lines}).encode())
+    return bodies
+
+
+def ingest(url: str, bodies: list[bytes], senders: int, readers: int = 1) -> dict[str, Any]:
+    """Send the batches from ``senders`` threads while ``readers`` threads keep requesting reports."""
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    done = threading.Event()
+    read_ms: list[float] = []
+    failures: list[str] = []
+    groups: list[int] = []
+    report_names = [n for n in REGISTRY if n not in ("product-affinity", "new-vs-repeat-customers")]
+
+    def send() -> None:
+        with httpx.Client(
+            base_url=url, timeout=120, headers={"X-API-Key": API_KEY, "content-type": "application/json"}
+        ) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                response = client.post("/sales", content=body)
+                if response.status_code != 200:
+                    failures.append(response.text[:200])
+                else:
+                    groups.append(response.json()["batches_in_transaction"])
+
+    def read() -> None:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            number = 0
+            while not done.is_set():
+                started = time.perf_counter()
+                client.get(f"/reports/{report_names[number % len(report_names)]}").raise_for_status()
+                read_ms.append((time.perf_counter() - started) * 1000)
+                number += 1
+
+    reader_threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in reader_threads:
+        thread.start()
+    started = time.perf_counter()
+    sender_threads = [threading.Thread(target=send) for _ in range(senders)]
+    for thread in sender_threads:
+        thread.start()
+    for thread in sender_threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    done.set()
+    for thread in reader_threads:
+        thread.join()
+    return {
+        "senders": senders,
+        "lines": len(bodies) * BATCH_LINES,
+        "seconds": seconds,
+        "lines_per_s": len(bodies) * BATCH_LINES / seconds,
+        "failures": failures,
+        "group": statistics.mean(groups) if groups else 0,
+        "reads": len(read_ms),
+        "read_p50": percentile(read_ms, 50) if read_ms else None,
+        "read_p95": percentile(read_ms, 95) if read_ms else None,
+    }
+
+
+# --- pandas ---
+
+
+class Frames:
+    """The warehouse as pandas DataFrames; text columns as categoricals (the fair, fast way for group-bys)."""
+
+    def __init__(self, warehouse: Path) -> None:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            lines = con.sql("""
+                SELECT o.*, c.region, c.state, c.city, c.zip, c.first_purchase, p.category
+                FROM order_lines o
+                LEFT JOIN customers c USING (customer_id) LEFT JOIN products p USING (product_id)
+            """).to_arrow_table()
+            self.lines = lines.to_pandas(strings_to_categorical=True)
+            self.products = con.execute("SELECT * FROM products").df()
+            self.salesmen = con.execute("SELECT * FROM salesmen").df()
+            self.region_goals = con.execute("SELECT * FROM region_goals").df()
+            self.salesman_goals = con.execute("SELECT * FROM salesman_goals").df()
+        self.lines["day"] = self.lines["ordered_at"].dt.normalize()
+        self.last = self.lines["day"].max()
+        for goals in (self.region_goals, self.salesman_goals):
+            goals["month"] = pd.to_datetime(goals["month"])
+
+
+def pandas_reports(f: Frames) -> dict[str, Callable[[], Any]]:
+    """Each report's default answer with pandas (all data, no filters)."""
+    lines, last = f.lines, f.last
+
+    def period(grain: str) -> pd.Series:
+        if grain == "D":
+            return lines["day"]
+        return lines["ordered_at"].dt.to_period(grain).dt.start_time
+
+    def totals(by: list[Any], orders: bool = True) -> pd.DataFrame:
+        spec = {"revenue": ("revenue", "sum"), "units": ("quantity", "sum")}
+        if orders:
+            spec["orders"] = ("order_id", "nunique")
+        return lines.groupby(by, observed=True).agg(**spec).sort_values("revenue", ascending=False)
+
+    def between(start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        return lines[(lines["day"] >= start) & (lines["day"] <= end)]
+
+    def top(column: str, ascending: bool, orders: bool) -> Callable[[], Any]:
+        return lambda: totals([column], orders).sort_values("revenue", ascending=ascending).head(10)
+
+    def attainment(column: str, goals: pd.DataFrame) -> pd.DataFrame:
+        revenue = lines.groupby([period("M").rename("month"), column], observed=True)["revenue"].sum()
+        plan = goals.rename(columns={"salesman_id": column}).set_index(["month", column])["revenue_target"]
+        frame = pd.DataFrame({"revenue": revenue, "goal": plan})
+        frame["attainment"] = 100 * frame["revenue"] / frame["goal"]
+        return frame
+
+    def customers() -> pd.DataFrame:
+        return lines.groupby("customer_id", observed=True).agg(
+            revenue=("revenue", "sum"),
+            orders=("order_id", "nunique"),
+            first=("day", "min"),
+            last=("day", "max"),
+            days=("day", "nunique"),
+            profit=("profit", "sum"),
+        )
+
+    def rfm() -> pd.DataFrame:
+        stats = customers()
+        n = len(stats)
+
+        def score(values: pd.Series) -> pd.Series:
+            return (5 * values.rank(method="min") + n - 1) // n
+
+        r, fr = score(-(last - stats["last"]).dt.days), score(stats["orders"])
+        stats["segment"] = np.select(
+            [
+                (r >= 4) & (fr >= 4),
+                (r <= 2) & (fr >= 3),
+                fr >= 3,
+                (r >= 4) & (stats["orders"] == 1),
+                r >= 4,
+                r == 1,
+                r == 2,
+            ],
+            ["Champions", "At Risk", "Loyal", "New", "Promising", "Lost", "Hibernating"],
+            "Need Attention",
+        )
+        return stats.groupby("segment").agg(customers=("orders", "size"), revenue=("revenue", "sum"))
+
+    def churn() -> pd.DataFrame:
+        stats = customers()
+        stats = stats[(stats["days"] >= 3) & (stats["last"] > stats["first"])]
+        ratio = (last - stats["last"]).dt.days / (
+            (stats["last"] - stats["first"]).dt.days / (stats["days"] - 1)
+        )
+        return stats.assign(ratio=ratio)[ratio >= 3].sort_values("ratio", ascending=False).head(100)
+
+    def lifetime_value() -> pd.DataFrame:
+        stats = customers()
+        tenure = np.maximum(((last - stats["first"]).dt.days + 1) / 365.25, 1 / 12)
+        value = stats["revenue"] / tenure * stats["profit"] / stats["revenue"] * 3
+        return stats.assign(value=value).sort_values("value", ascending=False).head(100)
+
+    def new_vs_repeat() -> pd.DataFrame:
+        month = period("M")
+        kind = np.where(lines["first_purchase"] >= month, "new", "repeat")
+        return lines.groupby([month, kind]).agg(
+            customers=("customer_id", "nunique"), orders=("order_id", "nunique"), revenue=("revenue", "sum")
+        )
+
+    def affinity() -> pd.DataFrame:
+        baskets = lines[["order_id", "product_id"]].drop_duplicates()
+        pairs = baskets.merge(baskets, on="order_id")
+        pairs = pairs[pairs["product_id_x"].astype(str) < pairs["product_id_y"].astype(str)]
+        return pairs.groupby(["product_id_x", "product_id_y"], observed=True).size().nlargest(20)
+
+    def abc() -> pd.DataFrame:
+        revenue = lines.groupby("product_id", observed=True)["revenue"].sum().sort_values(ascending=False)
+        before = (revenue.cumsum() - revenue) / revenue.sum()
+        return pd.DataFrame(
+            {"revenue": revenue, "class": np.select([before < 0.8, before < 0.95], ["A", "B"], "C")}
+        )
+
+    def month_to_date() -> tuple[pd.DataFrame, pd.DataFrame]:
+        start = last.replace(day=1)
+        previous = start - pd.DateOffset(months=1)
+        return between(start, last), between(previous, previous + pd.Timedelta(days=last.day - 1))
+
+    def retention() -> float:
+        start = last.replace(day=1)
+        before = set(between(start - pd.DateOffset(months=1), start - pd.Timedelta(days=1))["customer_id"])
+        now = set(between(start, last)["customer_id"])
+        return len(before & now) / len(before)
+
+    def active_salesmen() -> float:
+        week = between(last - pd.Timedelta(days=last.weekday()), last)
+        employed = f.salesmen[pd.to_datetime(f.salesmen["hire_date"]) <= last]
+        return len(set(week["salesman_id"]) & set(employed["salesman_id"])) / len(employed)
+
+    def mover() -> pd.Series:
+        start = last.replace(day=1)
+        previous = start - pd.DateOffset(months=1)
+        now = between(start, last).groupby("product_id", observed=True)["quantity"].sum() / last.day
+        before = (
+            between(previous, start - pd.Timedelta(days=1))
+            .groupby("product_id", observed=True)["quantity"]
+            .sum()
+            / (start - previous).days
+        )
+        return now.sub(before, fill_value=0).nlargest(5)
+
+    def consistency() -> pd.DataFrame:
+        daily = lines.groupby(["salesman_id", "day"], observed=True)["revenue"].sum().unstack(fill_value=0.0)
+        first = lines.groupby("salesman_id", observed=True)["day"].min()
+        mask = daily.columns.values[None, :] >= first.reindex(daily.index).values[:, None]
+        values = daily.where(mask)
+        return pd.DataFrame({"mean": values.mean(axis=1), "std": values.std(axis=1)})
+
+    def seasonality() -> pd.DataFrame:
+        month = lines["ordered_at"].dt.month
+        revenue = lines.groupby(month)["revenue"].sum()
+        occurrences = lines["day"].dt.to_period("M").drop_duplicates().dt.month.value_counts()
+        return pd.DataFrame(
+            {"revenue": revenue, "index": revenue / occurrences / (revenue.sum() / occurrences.sum())}
+        )
+
+    def underperformers() -> pd.DataFrame:
+        month = last.replace(day=1) - pd.DateOffset(months=1)
+        window = between(month - pd.DateOffset(months=12), month + pd.offsets.MonthEnd(0))
+        grid = (
+            window.groupby(["region", window["ordered_at"].dt.to_period("M")], observed=True)["revenue"]
+            .sum()
+            .unstack(fill_value=0.0)
+        )
+        history, x = grid.iloc[:, :12].to_numpy(), np.arange(12)
+        slope = ((x - x.mean()) * (history - history.mean(axis=1, keepdims=True))).sum(axis=1) / (
+            (x - x.mean()) ** 2
+        ).sum()
+        expected = history.mean(axis=1) + slope * (12 - x.mean())
+        return grid.assign(expected=expected)[grid.iloc[:, 12] < expected * 0.9]
+
+    def change_explained() -> pd.Series:
+        now = between(last - pd.Timedelta(days=29), last).groupby("category", observed=True)["revenue"].sum()
+        before = (
+            between(last - pd.Timedelta(days=59), last - pd.Timedelta(days=30))
+            .groupby("category", observed=True)["revenue"]
+            .sum()
+        )
+        return now.sub(before, fill_value=0)
+
+    def slow_movers() -> pd.DataFrame:
+        last_sale = lines.groupby("product_id", observed=True)["day"].max()
+        products = f.products.assign(last=f.products["product_id"].map(last_sale))
+        return products[products["last"].isna() | (products["last"] <= last - pd.Timedelta(days=30))]
+
+    def profitability() -> pd.DataFrame:
+        grouped = lines.groupby("product_id", observed=True)[["profit", "revenue"]].sum()
+        return grouped.assign(margin=100 * grouped["profit"] / grouped["revenue"]).nlargest(10, "profit")
+
+    trade = lines["distributor_id"].notna()
+    reports: dict[str, Callable[[], Any]] = {
+        "sales-by-category-daily": lambda: totals([period("D"), "category"], False),
+        "sales-by-category-weekly": lambda: totals([period("W-SUN"), "category"], False),
+        "sales-by-category-monthly": lambda: totals([period("M"), "category"], False),
+        "sales-by-category-quarterly": lambda: totals([period("Q"), "category"], False),
+        "sales-by-zip": lambda: totals(["zip"]),
+        "sales-by-state": lambda: totals(["state"]),
+        "sales-by-state-zip": lambda: totals(["state", "zip"]),
+        "sales-by-product": lambda: totals(["product_id", "category"], False),
+        "sales-by-distributor": lambda: (
+            lines[trade].groupby("distributor_id", observed=True)[["revenue", "quantity"]].sum()
+        ),
+        "distributor-sales-by-state": lambda: (
+            lines[trade].groupby(["distributor_id", "state"], observed=True)[["revenue", "quantity"]].sum()
+        ),
+        "distributor-sales-by-product": lambda: (
+            lines[trade]
+            .groupby(["distributor_id", "product_id"], observed=True)[["revenue", "quantity"]]
+            .sum()
+        ),
+        "distributor-ranking": lambda: (
+            lines[trade]
+            .groupby("distributor_id", observed=True)
+            .agg(revenue=("revenue", "sum"), orders=("order_id", "nunique"))
+            .sort_values("revenue", ascending=False)
+        ),
+        "kpi-total-revenue": lambda: lines["revenue"].sum(),
+        "kpi-average-order-value": lambda: lines["revenue"].sum() / lines["order_id"].nunique(),
+        "kpi-mom-growth": lambda: [part["revenue"].sum() for part in month_to_date()],
+        "kpi-retention-rate": retention,
+        "kpi-region-contribution": lambda: (
+            lines.groupby("region", observed=True)["revenue"].sum() / lines["revenue"].sum()
+        ),
+        "kpi-revenue-run-rate": lambda: month_to_date()[0]["revenue"].sum() / last.day * last.days_in_month,
+        "kpi-active-salesmen": active_salesmen,
+        "kpi-top-product-mover": mover,
+        "kpi-product-profitability": profitability,
+        "goal-attainment-by-region": lambda: attainment("region", f.region_goals),
+        "goal-attainment-by-salesman": lambda: attainment("salesman_id", f.salesman_goals),
+        "sales-opportunities": lambda: attainment("region", f.region_goals).query("60 <= attainment <= 80"),
+        "abc-classification": abc,
+        "product-affinity": affinity,
+        "slow-movers": slow_movers,
+        "rfm-segments": rfm,
+        "new-vs-repeat-customers": new_vs_repeat,
+        "churn-risk": churn,
+        "customer-lifetime-value": lifetime_value,
+        "salesman-ranking": lambda: totals(["salesman_id"]),
+        "salesman-consistency": consistency,
+        "seasonality": seasonality,
+        "underperformers": underperformers,
+        "revenue-change-explained": change_explained,
+    }
+    for entity, column, orders in (
+        ("products", "product_id", False),
+        ("states", "state", True),
+        ("zips", "zip", True),
+        ("customers", "customer_id", True),
+        ("salesmen", "salesman_id", True),
+    ):
+        reports[f"top-{entity}"] = top(column, False, orders)
+        reports[f"bottom-{entity}"] = top(column, True, orders)
+    return reports
+
+
+def time_pandas(warehouse: Path, only: set[str] | None) -> tuple[dict[str, float], float]:
+    started = time.perf_counter()
+    frames = Frames(warehouse)
+    load_seconds = time.perf_counter() - started
+    timings = {}
+    for name, compute in pandas_reports(frames).items():
+        if only is not None and name not in only:
+            continue
+        samples = []
+        for _ in range(3):
+            started = time.perf_counter()
+            compute()
+            samples.append((time.perf_counter() - started) * 1000)
+            if samples[-1] > 5_000:  # slow enough that one run tells
+                break
+        timings[name] = statistics.median(samples)
+    return timings, load_seconds
+
+
+# --- the run ---
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=30, help="timed requests per report")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=40, help="1,000-line batches per ingest run")
+    parser.add_argument("--senders", type=int, default=4, help="concurrent senders in the second ingest run")
+    parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--reports", nargs="*", help="only these reports")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
+        warehouse = prepared_warehouse(Path(tmp))
+        server = Server(warehouse)
+        try:
+            started = time.perf_counter()
+            server.wait_ready()
+            console.print(f"Server ready in {time.perf_counter() - started:.1f} s at {server.url}")
+            with httpx.Client(base_url=server.url, timeout=300) as client:
+                lines = client.post("/query", json={"measures": ["lines"]}).json()["rows"][0]["lines"]
+                console.print(f"{lines:,} order lines")
+                if args.reports:
+                    for name in list(REGISTRY):
+                        if name not in args.reports:
+                            REGISTRY.pop(name)
+                http = time_reports(client, args.requests, args.warmup)
+            runs = [ingest(server.url, sales_batches(args.batches, f"s1-{os.getpid()}"), senders=1)]
+            if args.senders > 1:
+                bodies = sales_batches(args.batches, f"s{args.senders}-{os.getpid()}", day=2)
+                runs.append(ingest(server.url, bodies, senders=args.senders))
+        finally:
+            server.stop()
+        pandas_ms, load_seconds = ({}, 0.0) if args.skip_pandas else time_pandas(CACHED, set(http))
+
+    print_results(http, pandas_ms, load_seconds, runs, args)
+
+
+def print_results(
+    http: dict[str, list[float]],
+    pandas_ms: dict[str, float],
+    load_seconds: float,
+    runs: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> None:
+    table = Table(title=f"Named reports over HTTP at 10M order lines ({args.requests} requests each)")
+    for column in ("report", "p50 ms", "p95 ms", "pandas ms", "pandas / p50"):
+        table.add_column(column, justify="left" if column == "report" else "right")
+    ratios = []
+    for name, samples in http.items():
+        p50, p95 = percentile(samples, 50), percentile(samples, 95)
+        pandas = pandas_ms.get(name)
+        ratio = pandas / p50 if pandas else None
+        if ratio:
+            ratios.append(ratio)
+        table.add_row(
+            name,
+            f"{p50:,.1f}",
+            f"{p95:,.1f}",
+            f"{pandas:,.0f}" if pandas else "-",
+            f"{ratio:,.0f}x" if ratio else "-",
+            style="red" if p50 > 100 or p95 > 300 else None,
+        )
+    console.print(table)
+    p50s = [percentile(s, 50) for s in http.values()]
+    p95s = [percentile(s, 95) for s in http.values()]
+    console.print(
+        f"reports with p50 < 100 ms: {sum(p < 100 for p in p50s)}/{len(p50s)}; "
+        f"with p95 < 300 ms: {sum(p < 300 for p in p95s)}/{len(p95s)}"
+    )
+    if ratios:
+        console.print(
+            f"pandas / HTTP p50: median {statistics.median(ratios):,.0f}x, min {min(ratios):,.0f}x "
+            f"(pandas computation only; loading the DataFrames took {load_seconds:.1f} s)"
+        )
+    table = Table(title="POST /sales, 1,000-line batches, while a reader requests reports")
+    columns = (
+        "senders",
+        "lines",
+        "seconds",
+        "lines/s",
+        "batches per commit",
+        "reads",
+        "read p50 ms",
+        "read p95 ms",
+        "failures",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for run in runs:
+        table.add_row(
+            str(run["senders"]),
+            f"{run['lines']:,}",
+            f"{run['seconds']:.1f}",
+            f"{run['lines_per_s']:,.0f}",
+            f"{run['group']:.1f}",
+            str(run["reads"]),
+            f"{run['read_p50'] or 0:,.1f}",
+            f"{run['read_p95'] or 0:,.1f}",
+            str(len(run["failures"])),
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

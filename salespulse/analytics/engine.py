@@ -1,0 +1,429 @@
+"""The analytics engine: one per service process, over the process's one DuckDB connection.
+
+Each read runs on its own cursor, so requests query in parallel and see a consistent snapshot (MVCC) while
+an ingest transaction writes. Writes (ingest, rollup rebuilds) take one lock: DuckDB lets one process
+write, and within it one transaction at a time keeps the rollup deltas simple.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from salespulse.analytics import rollups
+from salespulse.analytics.compiler import Compiled, Compiler, Params, WarehouseState
+from salespulse.analytics.errors import BatchRejected, Problem
+from salespulse.analytics.ingest import SalesBatch, customers_table, lines_table, products_table
+from salespulse.analytics.query import INTERNAL, Query
+from salespulse.warehouse.load import upsert_sales
+from salespulse.warehouse.store import transaction
+
+DATA_FLAGS_SQL = """
+    SELECT bool_or(salesman_id IS NOT NULL), bool_or(distributor_id IS NOT NULL), bool_or(profit IS NOT NULL),
+           CAST(min(ordered_at) AS DATE), CAST(max(ordered_at) AS DATE)
+    FROM order_lines
+"""
+FLAG_NAMES = ("salesman", "distributor", "cost")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    inserted: int
+    updated: int
+    unchanged: int
+    rollups_rebuilt: bool
+    seconds: float
+    group: int = 1
+    """How many batches were written in the same transaction."""
+
+
+class _Pending:
+    """A batch waiting for the writer, and then its outcome."""
+
+    def __init__(self, batch: SalesBatch) -> None:
+        self.batch = batch
+        self.keys = {(line.order_id, line.line) for line in batch.lines}
+        self.described = {f"c:{c.customer_id}" for c in batch.customers} | {
+            f"p:{p.product_id}" for p in batch.products
+        }
+        self.done = threading.Event()
+        self.result: IngestResult | None = None
+        self.error: BaseException | None = None
+
+
+def _concat(tables: list[pa.Table | None]) -> pa.Table | None:
+    present = [t for t in tables if t is not None]
+    return pa.concat_tables(present, promote_options="permissive") if present else None
+
+
+class AnalyticsEngine:
+    """Queries, reports and real-time ingest over one warehouse connection.
+
+    ``con`` must be writable: the engine keeps its rollup tables in the warehouse. With ``use_rollups``
+    false every query reads the order lines (the rollups are still maintained); tests use it to check that
+    both answer the same.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        use_rollups: bool = True,
+        max_batch_lines: int = 10_000,
+        compact_after_rows: int = 50_000,
+    ) -> None:
+        self._con = con
+        self._write_lock = threading.Lock()
+        self.use_rollups = use_rollups
+        self.max_batch_lines = max_batch_lines
+        self.compact_after_rows = compact_after_rows
+        self.max_group_lines = max(max_batch_lines, 20_000)
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self.linger_seconds = 0.02
+        self._last_group_at = float("-inf")
+        self._last_group_size = 1
+        self._appended: dict[str, int] = {}
+        self._appended_since: date | None = None
+        self.state = WarehouseState()
+        self._fingerprint = rollups.Fingerprint(0, 0)
+        self.refresh()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cursor = self._con.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    # --- rollups ---
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Rebuild the rollups if the warehouse changed behind the engine's back; True when rebuilt."""
+        with self._write_lock, self.cursor() as con:
+            stored = rollups.read_state(con)
+            current = rollups.fingerprint(con)
+            stale = (
+                force
+                or not rollups.rollups_exist(con)
+                or stored.get("fingerprint") != current.encode()
+                or not rollups.customers_agree(con)
+            )
+            if stale:
+                with transaction(con):
+                    rollups.build(con)
+                    uniform = rollups.uniform_fields(con)
+                    rollups.write_state(
+                        con, {"fingerprint": current.encode(), "uniform": ",".join(sorted(uniform))}
+                    )
+            else:
+                uniform = frozenset(filter(None, stored.get("uniform", "").split(",")))
+            self._fingerprint = current
+            self._customers = rollups.CustomerCache(con)
+            self.state = self._read_state(con, uniform)
+        return stale
+
+    def _read_state(self, con: duckdb.DuckDBPyConnection, uniform: frozenset[str]) -> WarehouseState:
+        *flags, first, last = con.execute(DATA_FLAGS_SQL).fetchall()[0]
+        return WarehouseState(
+            rollups=rollups.row_counts(con),
+            uniform=uniform,
+            bounds=(first, last) if first is not None else None,
+            flags=frozenset(name for name, present in zip(FLAG_NAMES, flags, strict=True) if present),
+        )
+
+    # --- reading ---
+
+    def compile(
+        self,
+        query: Query,
+        *,
+        unlimited: bool = False,
+        labels: bool = True,
+        params: Params | None = None,
+        use_rollups: bool | None = None,
+    ) -> Compiled:
+        rollups_on = self.use_rollups if use_rollups is None else use_rollups
+        compiler = Compiler(self.state, use_rollups=rollups_on)
+        return compiler.compile(query, unlimited=unlimited, labels=labels, params=params)
+
+    def run_query(
+        self, query: Query | dict[str, Any], *, use_rollups: bool | None = None, raw_json: bool = False
+    ) -> dict[str, Any]:
+        """The answer as columns and rows; with ``raw_json`` the rows are one RawJSON text (for HTTP)."""
+        if not isinstance(query, Query):
+            query = Query.model_validate(query)
+        compiled = self.compile(query, use_rollups=use_rollups)
+        started = time.perf_counter()
+        rows = (self.fetch_json if raw_json else self.fetch)(compiled.sql, compiled.params)
+        return {
+            "columns": [{"name": c.name, "format": c.format} for c in compiled.columns],
+            "rows": rows,
+            "source": compiled.source,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+
+    def internal_query(self, **spec: Any) -> Query:
+        """A query built by a report: may use internal dimensions (the order), validated all the same."""
+        return Query.model_validate(spec, context=INTERNAL)
+
+    def fetch(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            result = con.execute(sql, params or [])
+            names = [d[0] for d in result.description]
+            return [dict(zip(names, map(_plain, row), strict=True)) for row in result.fetchall()]
+
+    def fetch_json(self, sql: str, params: list[Any] | None = None) -> RawJSON:
+        """The rows as a JSON array, serialized by DuckDB: many times faster than Python for big results."""
+        with self.cursor() as con:
+            rows = con.execute(f"SELECT to_json(q) FROM ({sql}) q", params or []).fetchall()
+        return RawJSON("[" + ",".join(row[0] for row in rows) + "]")
+
+    def last_day(self) -> date | None:
+        """The last day with a sale (exact, unlike the conservative bounds)."""
+        compiled = self.compile(Query(measures=["last_sale"]))
+        rows = self.fetch(compiled.sql, compiled.params)
+        value = rows[0]["last_sale"] if rows else None
+        return date.fromisoformat(value) if value else None
+
+    def run_report(self, name: str, params: Any = None, *, raw_json: bool = False) -> dict[str, Any]:
+        """A named report; with ``raw_json`` a plain report's rows may come as one RawJSON text (for HTTP)."""
+        from salespulse.analytics.reports import run_report
+
+        started = time.perf_counter()
+        result = run_report(self, name, params or {}, raw_json=raw_json)
+        result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return result
+
+    def meta(self) -> dict[str, Any]:
+        from salespulse.analytics.meta import describe
+
+        return describe(self.state)
+
+    # --- writing ---
+
+    def ingest(self, batch: SalesBatch) -> IngestResult:
+        """Write a batch atomically (upsert by order_id + line) with the rollups kept in step.
+
+        Batches that arrive while another is being written are written together, in one transaction (group
+        commit): each batch is still all or nothing, and a batch waits for the earlier ones it shares an
+        order line, customer or product with.
+        """
+        if len(batch.lines) > self.max_batch_lines:
+            raise BatchRejected(
+                Problem(
+                    "lines", f"{len(batch.lines):,} lines; a batch holds at most {self.max_batch_lines:,}"
+                )
+            )
+        pending = _Pending(batch)
+        with self._queue_lock:
+            self._queue.append(pending)
+        while not pending.done.is_set():
+            with self._write_lock:
+                if not pending.done.is_set():
+                    self._linger()
+                    self._write_group(self._take_group())
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _linger(self) -> None:
+        """When batches have been arriving together, wait a moment for the next ones to join the commit.
+
+        A transaction costs much the same for one batch as for several, so with concurrent senders a few
+        milliseconds of waiting buy throughput; a lone sender (no recent group) never waits.
+        """
+        if time.monotonic() - self._last_group_at > 2.0:
+            return
+        deadline = time.monotonic() + self.linger_seconds
+        while time.monotonic() < deadline:
+            with self._queue_lock:
+                if len(self._queue) >= self._last_group_size:
+                    return
+            time.sleep(0.001)
+
+    def _take_group(self) -> list[_Pending]:
+        """Queued batches to write together, oldest first; none overtakes a batch it shares a key with."""
+        taken: list[_Pending] = []
+        left: list[_Pending] = []
+        keys: set[tuple[str, int]] = set()
+        blocked: set[tuple[str, int]] = set()
+        described: set[str] = set()
+        lines = 0
+        with self._queue_lock:
+            for pending in self._queue:
+                fits = not taken or lines + len(pending.batch.lines) <= self.max_group_lines
+                clash = pending.keys & (keys | blocked) or pending.described & described
+                if fits and not clash:
+                    taken.append(pending)
+                    keys |= pending.keys
+                    described |= pending.described
+                    lines += len(pending.batch.lines)
+                else:
+                    left.append(pending)
+                    blocked |= pending.keys
+                    described |= pending.described
+            self._queue = left
+        if len(taken) > 1:
+            self._last_group_at, self._last_group_size = time.monotonic(), len(taken)
+        return taken
+
+    def _write_group(self, group: list[_Pending]) -> None:
+        try:
+            results = self._write([p.batch for p in group])
+        except BaseException as error:
+            if len(group) == 1:
+                group[0].error = error
+                group[0].done.set()
+                return
+            results = []
+            for pending in group:  # one bad batch must not sink the others: write each alone
+                try:
+                    results.append(self._write([pending.batch])[0])
+                except BaseException as alone:
+                    pending.error = alone
+                    results.append(None)
+        for pending, result in zip(group, results, strict=True):
+            pending.result = result
+            pending.done.set()
+
+    def _write(self, batches: list[SalesBatch]) -> list[IngestResult]:
+        """One transaction for ``batches`` (whose keys are disjoint); the caller holds the write lock."""
+        started = time.perf_counter()
+        tables = [lines_table(b) for b in batches]
+        lines = pa.concat_tables(tables)
+        customers = _concat([customers_table(b) for b in batches])
+        products = _concat([products_table(b) for b in batches])
+        with self.cursor() as con:
+            relations = {rollups.BATCH: lines}
+            if customers is not None:
+                relations["analytics_customers"] = customers
+            with rollups.registered(con, **relations):
+                before = rollups.snapshot(con, "analytics_customers" if customers is not None else None)
+                # Widened before the commit: a query routed while the batch commits must never believe a
+                # month rollup is exact for days it has not seen.
+                self._widen(lines)
+                described = [c.customer_id for b in batches for c in b.customers]
+                done: list[rollups.Maintenance] = []
+
+                def keep_rollups_in_step(c: duckdb.DuckDBPyConnection) -> None:
+                    done.append(
+                        rollups.maintain(
+                            c,
+                            lines,
+                            before,
+                            self._customers,
+                            described,
+                            self._fingerprint,
+                            self.state.uniform,
+                        )
+                    )
+
+                try:
+                    upsert_sales(
+                        con,
+                        con.from_arrow(lines),
+                        customers=con.from_arrow(customers) if customers is not None else None,
+                        products=con.from_arrow(products) if products is not None else None,
+                        before_commit=keep_rollups_in_step,
+                    )
+                except BaseException:
+                    self._customers.load(con)  # it may hold customers of the rolled-back batch
+                    raise
+            maintenance = done[0]
+            self._fingerprint = maintenance.fingerprint
+            if maintenance.rebuilt:
+                self._customers.load(con)
+            first_day = pc.min(lines.column("ordered_at")).as_py().date()
+            self._note_appended(maintenance, first_day)
+            if max(self._appended.values(), default=0) >= self.compact_after_rows:
+                self._compact(con)
+            self.state = replace(self.state, uniform=maintenance.uniform, rollups=rollups.row_counts(con))
+        seconds = time.perf_counter() - started
+        changed = set(
+            zip(
+                before.changed_old.column("order_id").to_pylist(),
+                before.changed_old.column("line").to_pylist(),
+                strict=True,
+            )
+        )
+        results = []
+        for batch in batches:
+            keys = [(line.order_id, line.line) for line in batch.lines]
+            inserted = sum(key not in before.stored_keys for key in keys)
+            updated = sum(key in changed for key in keys)
+            results.append(
+                IngestResult(
+                    inserted=inserted,
+                    updated=updated,
+                    unchanged=len(keys) - inserted - updated,
+                    rollups_rebuilt=maintenance.rebuilt,
+                    seconds=seconds,
+                    group=len(batches),
+                )
+            )
+        return results
+
+    def _note_appended(self, maintenance: rollups.Maintenance, first_day: date) -> None:
+        if maintenance.rebuilt:
+            self._appended, self._appended_since = {}, None
+            return
+        for name, count in maintenance.appended.items():
+            self._appended[name] = self._appended.get(name, 0) + count
+        since = self._appended_since
+        self._appended_since = first_day if since is None else min(since, first_day)
+
+    def _compact(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Fold the delta rows that ingests appended (one transaction; readers see before or after)."""
+        since = self._appended_since
+        if since is not None:
+            since = since.replace(day=1)  # a month rollup's rows are dated the first of the month
+        with transaction(con):
+            for rollup in rollups.ROLLUPS:
+                if self._appended.get(rollup.name):
+                    rollups.compact(con, rollup, since)
+            if self._appended.get(rollups.PAIRS):
+                rollups.compact_pairs(con)
+        self._appended, self._appended_since = {}, None
+
+    def compact(self) -> None:
+        with self._write_lock, self.cursor() as con:
+            self._compact(con)
+
+    def _widen(self, lines: pa.Table) -> None:
+        times = lines.column("ordered_at")
+        first, last = pc.min(times).as_py().date(), pc.max(times).as_py().date()
+        bounds = self.state.bounds
+        if bounds is not None:
+            first, last = min(first, bounds[0]), max(last, bounds[1])
+        flags = set(self.state.flags)
+        columns = {"salesman": "salesman_id", "distributor": "distributor_id", "cost": "profit"}
+        flags |= {
+            flag for flag, column in columns.items() if lines.column(column).null_count < lines.num_rows
+        }
+        self.state = replace(self.state, bounds=(first, last), flags=frozenset(flags))
+
+
+class RawJSON(str):
+    """Rows already serialized as a JSON array (to be spliced into a response, not quoted)."""
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: dates as ISO text, NaN and infinities as null."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,165 @@
+"""What can be asked: the semantic layer and the reports, described for GET /meta and the OpenAPI examples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from salespulse.analytics.compiler import WarehouseState
+from salespulse.analytics.query import LIMITS, TIME_OUTPUT
+from salespulse.analytics.semantic import (
+    DATA_FLAG_MESSAGES,
+    MEASURES,
+    META_NOTES,
+    PUBLIC_DIMENSIONS,
+    RFM_SEGMENT_RULES,
+    CompareTo,
+    Grain,
+    Operator,
+)
+
+if TYPE_CHECKING:
+    from salespulse.analytics.engine import AnalyticsEngine
+    from salespulse.analytics.reports import Report
+
+EXAMPLE_VALUES: dict[str, Any] = {
+    "currency": 125_430.5,
+    "number": 1.25,
+    "integer": 42,
+    "percent": 12.5,
+    "date": "2025-06-01",
+    "text": "…",
+    "boolean": True,
+    "region": "West",
+    "state": "CA",
+    "city": "San Francisco",
+    "zip": "94105",
+    "category": "Technology",
+    "subcategory": "Phones",
+    "product": "P-00001",
+    "product_name": "Phones Pro 501",
+    "customer": "C-0000042",
+    "customer_name": "Mary Smith",
+    "salesman": "S-0003",
+    "salesman_name": "James Brown",
+    "distributor": "D-0001",
+    "distributor_name": "Fresno Wholesale",
+    "channel": "direct",
+    "customer_segment": "Champions",
+    "customer_type": "new",
+    "segment": "Champions",
+    "class": "A",
+    "idle": "60+ days",
+    "month_of_year": 12,
+    "day_of_week": 1,
+    "hour_of_day": 10,
+    TIME_OUTPUT: "2025-06-01",
+}
+
+
+def _unavailable(needs: tuple[str, ...] | str | None, state: WarehouseState) -> str | None:
+    flags = (needs,) if isinstance(needs, str) else needs or ()
+    missing = [DATA_FLAG_MESSAGES[f] for f in flags if f not in state.flags]
+    return "; ".join(missing) or None
+
+
+def describe(state: WarehouseState) -> dict[str, Any]:
+    from salespulse.analytics.reports import REGISTRY
+
+    return {
+        "measures": [
+            {
+                "name": m.name,
+                "format": m.format,
+                "description": m.description,
+                "unavailable": _unavailable(m.needs, state),
+            }
+            for m in MEASURES.values()
+        ],
+        "dimensions": [
+            {
+                "name": d.name,
+                "type": d.type,
+                "description": d.description,
+                "label": d.label,
+                "unavailable": _unavailable(d.needs, state),
+            }
+            for d in PUBLIC_DIMENSIONS.values()
+        ],
+        "time_dimension": {"name": "ordered_at", "grains": [g.value for g in Grain], "output": TIME_OUTPUT},
+        "filter_operators": [o.value for o in Operator],
+        "compare": [c.value for c in CompareTo],
+        "limits": {
+            "max_rows": LIMITS.max_rows,
+            "max_filter_values": LIMITS.max_values,
+            "max_members": LIMITS.max_members,
+        },
+        "customer_segments": [{"segment": n, "rule": r, "meaning": m} for n, r, m in RFM_SEGMENT_RULES],
+        "data": {
+            "first_day": state.bounds[0].isoformat() if state.bounds else None,
+            "last_day": state.bounds[1].isoformat() if state.bounds else None,
+            "has": sorted(state.flags),
+        },
+        "reports": [describe_report(r) for r in REGISTRY.values()],
+        "notes": META_NOTES,
+    }
+
+
+def describe_report(report: Report) -> dict[str, Any]:
+    return {
+        "name": report.name,
+        "route": f"/reports/{report.name}",
+        "title": report.title,
+        "section": report.section,
+        "description": report.description,
+        "params": [
+            {
+                "name": p.name,
+                "type": _type_name(p.type),
+                "default": _plain(p.default),
+                "description": p.description,
+                "example": _plain(p.example),
+            }
+            for p in report.all_params
+        ],
+    }
+
+
+def report_columns(engine: AnalyticsEngine, report: Report) -> dict[str, str]:
+    """The output columns of a report and their formats, without running it (for documentation)."""
+    from salespulse.analytics.reports import ReportContext, params_model
+
+    if report.template is None:
+        return dict(report.columns)
+    context = ReportContext(engine, report, params_model(report)())
+    query = context.query(**report.template(context))
+    columns = {c.name: c.format for c in engine.compile(query).columns}
+    return {**columns, **report.columns}
+
+
+def example_response(engine: AnalyticsEngine, report: Report) -> dict[str, Any]:
+    columns = report_columns(engine, report)
+    row = {name: EXAMPLE_VALUES.get(name, EXAMPLE_VALUES.get(fmt, 1.0)) for name, fmt in columns.items()}
+    return {
+        "report": report.name,
+        "title": report.title,
+        "params": {p.name: _plain(p.default) for p in report.all_params},
+        "columns": [{"name": n, "format": f} for n, f in columns.items()],
+        "rows": [row],
+        "summary": {},
+        "notes": [],
+        "elapsed_ms": 12.3,
+    }
+
+
+def _type_name(annotation: Any) -> str:
+    return (
+        str(annotation)
+        .replace("typing.", "")
+        .replace("datetime.", "")
+        .replace("<class '", "")
+        .replace("'>", "")
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value

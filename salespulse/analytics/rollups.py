@@ -1,0 +1,552 @@
+"""Exact rollups: built from the order lines, kept in step with them inside every ingest transaction.
+
+A rollup row holds components (sums, min/max, distinct counts) for one key (time bucket + fields). Keeping
+them exact on ingest takes three paths:
+
+* **new lines** (the real-time case) append delta rows: sums add, min/max widen, and a distinct count grows
+  by the (key, entity) pairs the new lines bring that no stored line had. Reads aggregate rows anyway, so a
+  key may have several rows until :func:`compact` folds them (an append costs DuckDB far less than an
+  update);
+* **replaced lines that changed** make their rollup rows (under the old and the new values) be recomputed
+  from the order lines; replacing a line with an identical one changes nothing;
+* **a customer whose region, state, city or zip changed** moves all his lines between rows: the rollups are
+  rebuilt (rare, and still inside the transaction).
+
+A fingerprint of the order lines (count and hash sum, updated per batch by difference) is kept beside the
+rollups, and at start-up the customers' fields in the rollups are compared with the customers table, so a
+warehouse changed by another door (``salespulse data import`` while the service is down) is detected and
+the rollups rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from salespulse.analytics.compiler import BASE, Params, Period, Resolver, Source, lines_source
+from salespulse.analytics.semantic import COMPONENTS, FIELDS, ORDER_UNIFORM_FIELDS, ROLLUPS, Rollup
+from salespulse.warehouse.schema import ORDER_LINES
+
+ROLLUP_BY_NAME = {r.name: r for r in ROLLUPS}
+
+STATE_TABLE = "agg_state"
+LINE_HASH = (
+    "hash(o.order_id, o.line, o.ordered_at, o.customer_id, o.product_id, o.salesman_id, o.distributor_id, "
+    "o.channel, o.quantity, o.revenue, o.profit)"
+)
+CUSTOMER_ATTRIBUTES = ("region", "state", "city", "zip")
+
+# Names under which a batch is visible to the maintenance SQL (registered on the ingest cursor only).
+BATCH = "analytics_batch"
+CHANGED_OLD = "analytics_changed_old"
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Count and hash sum of the order lines: an order-independent digest, updated per batch by difference."""
+
+    lines: int
+    line_hash: int
+
+    def encode(self) -> str:
+        return f"{self.lines}:{self.line_hash}"
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection) -> Fingerprint:
+    lines, line_hash = con.execute(
+        f"SELECT count(*), coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM order_lines o"
+    ).fetchall()[0]
+    return Fingerprint(lines, int(line_hash))
+
+
+# --- SQL of a rollup over some order lines ---
+
+CUSTOMER_LOOKUP_FIELDS = frozenset(
+    name for r in ROLLUPS for name in r.fields if FIELDS.get(name) and FIELDS[name].lookup == "c"
+)
+"""Customer fields that rollups store: joined once onto a batch so each rollup's delta needs no join."""
+
+
+def _key_sql(rollup: Rollup, resolver: Resolver) -> list[tuple[str, str]]:
+    keys = [(rollup.time, resolver.field(rollup.time))] if rollup.time else []
+    # NULL is stored as '' (see compiler.Source.coded) so rows are found by plain equality.
+    return keys + [
+        (name, f"coalesce({resolver.field(name)}, {FIELDS[name].null_code})") for name in rollup.fields
+    ]
+
+
+def rollup_select(rollup: Rollup, source: Source = BASE, where: str = "") -> str:
+    """SELECT the key and components of ``rollup`` over the order lines of ``source`` (aliased ``o``)."""
+    resolver = Resolver(source, Params(), Period(None))
+    keys = _key_sql(rollup, resolver)
+    components = [f"{resolver.render(COMPONENTS[c].sql)} AS {c}" for c in rollup.components]
+    selected = [f"{sql} AS {name}" for name, sql in keys] + components
+    group = ", ".join(str(i + 1) for i in range(len(keys)))
+    return f"SELECT {', '.join(selected)} {resolver.from_clause()} {where} GROUP BY {group}"
+
+
+def _pairs_select(rollup: Rollup, source: Source, entity: str) -> str:
+    """Distinct (key, entity) pairs of ``source``: what a distinct count of ``entity`` counts."""
+    resolver = Resolver(source, Params(), Period(None))
+    keys = _key_sql(rollup, resolver)
+    selected = [f"{sql} AS {name}" for name, sql in keys] + [f"{resolver.field(entity)} AS __entity"]
+    return f"SELECT DISTINCT {', '.join(selected)} {resolver.from_clause()}"
+
+
+def _matches(left: str, right: str, columns: tuple[str, ...]) -> str:
+    return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns)
+
+
+def build(con: duckdb.DuckDBPyConnection) -> None:
+    """Every rollup (and the product pairs) from the order lines, replacing what was there."""
+    for rollup in ROLLUPS:
+        order = f" ORDER BY {rollup.time}" if rollup.time else ""
+        con.execute(f"CREATE OR REPLACE TABLE {rollup.name} AS {rollup_select(rollup)}{order}")
+    build_pairs(con)
+
+
+def uniform_fields(con: duckdb.DuckDBPyConnection, relation: str = "order_lines") -> frozenset[str]:
+    """The fields that no order of ``relation`` (all the lines of some orders) varies in."""
+    checks = ", ".join(f"max(n_{name}) <= 1" for name in ORDER_UNIFORM_FIELDS)
+    counts = ", ".join(f"count(DISTINCT {sql}) AS n_{name}" for name, sql in ORDER_UNIFORM_FIELDS.items())
+    row = con.execute(
+        f"SELECT {checks} FROM (SELECT {counts} FROM {relation} o GROUP BY o.order_id)"
+    ).fetchall()[0]
+    return frozenset(name for name, ok in zip(ORDER_UNIFORM_FIELDS, row, strict=True) if ok is not False)
+
+
+# --- the state kept beside the rollups ---
+
+
+def read_state(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    return dict(con.execute(f"SELECT key, value FROM {STATE_TABLE}").fetchall())
+
+
+def write_state(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
+    con.executemany(
+        f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?)", [[key, value] for key, value in values.items()]
+    )
+
+
+def rollups_exist(con: duckdb.DuckDBPyConnection) -> bool:
+    names = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return all(name in names for name in ALL_TABLES)
+
+
+def customers_agree(con: duckdb.DuckDBPyConnection) -> bool:
+    """Do the rollups hold each customer's current fields? (agg_month_customer and agg_customer have them.)"""
+    checks = []
+    for table in ("agg_customer", "agg_month_customer"):
+        stored = [f for f in sorted(CUSTOMER_LOOKUP_FIELDS) if f in ROLLUP_BY_NAME[table].fields]
+        differs = " OR ".join(f"a.{f} <> coalesce(c.{f}, {FIELDS[f].null_code})" for f in stored)
+        checks.append(
+            f"(SELECT count(*) FROM {table} a JOIN customers c USING (customer_id) WHERE {differs})"
+        )
+    (count,) = con.execute(f"SELECT {' + '.join(checks)}").fetchall()[0]
+    return count == 0
+
+
+def row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in ALL_TABLES}
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, **relations: Any) -> Iterator[None]:
+    for name, relation in relations.items():
+        con.register(name, relation)
+    try:
+        yield
+    finally:
+        for name in relations:
+            con.unregister(name)
+
+
+# --- product pairs (market baskets): one all-time table, for the affinity report ---
+
+PAIRS = "agg_pairs"
+ALL_TABLES = (*(r.name for r in ROLLUPS), PAIRS)
+
+
+def pairs_select(lines: str, region: str = "o.region") -> str:
+    """Orders containing both products of each (region, product, with_product) pair, product < with_product.
+
+    ``lines`` (aliased ``o``) has order_id and product_id, and ``region`` is the region SQL over it. Used
+    only while every order has one customer (see semantic.ORDER_UNIFORM_FIELDS), so a pair has one region.
+    """
+    return f"""
+        WITH b AS (SELECT DISTINCT o.order_id, o.product_id, coalesce({region}, '') AS region FROM {lines})
+        SELECT x.region, x.product_id, y.product_id AS with_product, count(*) AS orders
+        FROM b x JOIN b y ON x.order_id = y.order_id AND x.product_id < y.product_id
+        GROUP BY 1, 2, 3
+    """
+
+
+def build_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    lines = "order_lines o LEFT JOIN customers c ON c.customer_id = o.customer_id"
+    con.execute(f"CREATE OR REPLACE TABLE {PAIRS} AS {pairs_select(lines, 'c.region')}")
+
+
+def _add_pairs(con: duckdb.DuckDBPyConnection, before: pa.Table, after: pa.Table) -> int:
+    """Append the change in pair counts of the batch's orders: their pairs after minus their pairs before."""
+    if after.num_rows == 0 and before.num_rows == 0:
+        return 0
+    with registered(con, analytics_orders_after=after, analytics_orders_before=before):
+        (count,) = con.execute(f"""
+            INSERT INTO {PAIRS}
+            SELECT region, product_id, with_product, sum(orders) FROM (
+                SELECT * FROM ({pairs_select("analytics_orders_after o")})
+                UNION ALL
+                SELECT region, product_id, with_product, -orders
+                FROM ({pairs_select("analytics_orders_before o")})
+            ) GROUP BY 1, 2, 3 HAVING sum(orders) <> 0
+        """).fetchall()[0]
+    return count
+
+
+def compact_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    folded = con.sql(
+        f"SELECT region, product_id, with_product, sum(orders) AS orders FROM {PAIRS} GROUP BY 1, 2, 3 "
+        "HAVING sum(orders) <> 0"
+    ).to_arrow_table()
+    with registered(con, analytics_folded=folded):
+        con.execute(f"DELETE FROM {PAIRS}")
+        con.execute(f"INSERT INTO {PAIRS} SELECT * FROM analytics_folded")
+
+
+# --- the customer fields of a batch, without joining the customers table ---
+
+
+class CustomerCache:
+    """customer_id -> the customer fields the rollups store, as committed.
+
+    Joining the customers table costs several milliseconds per statement however small the batch, so the
+    engine keeps the fields in memory (Arrow columns behind a hashed index) and re-reads only the customers
+    a batch adds, describes, or may have given an earlier first purchase.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.fields = sorted(CUSTOMER_LOOKUP_FIELDS)
+        self.load(con)
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        table = con.sql(f"SELECT customer_id, {', '.join(self.fields)} FROM customers").to_arrow_table()
+        self._index = pd.Index(table.column("customer_id").to_numpy(zero_copy_only=False))
+        self._columns = {name: table.column(name).combine_chunks() for name in self.fields}
+        self._recent: dict[str, tuple[Any, ...]] = {}
+
+    def _positions(self, ids: list[str]) -> pa.Array:
+        positions = self._index.get_indexer(ids)
+        return pa.array(positions, mask=positions < 0)
+
+    def unknown(self, ids: list[str]) -> list[str]:
+        known = self._index.get_indexer(ids) >= 0
+        return [i for i, k in zip(ids, known, strict=True) if not k and i not in self._recent]
+
+    def values(self, ids: list[str], name: str) -> list[Any]:
+        number = self.fields.index(name)
+        values = pc.take(self._columns[name], self._positions(ids)).to_pylist()
+        return [self._recent[i][number] if i in self._recent else v for i, v in zip(ids, values, strict=True)]
+
+    def read(self, con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        rows = con.execute(
+            f"SELECT customer_id, {', '.join(self.fields)} FROM customers WHERE customer_id = ANY(?)", [ids]
+        ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def update(self, con: duckdb.DuckDBPyConnection, values: dict[str, tuple[Any, ...]]) -> None:
+        self._recent.update(values)
+        if len(self._recent) > 50_000:
+            self.load(con)
+
+    def enrich(self, lines: pa.Table) -> pa.Table:
+        """``lines`` with the customer fields appended."""
+        ids = lines.column("customer_id").to_pylist()
+        taken = self._positions(ids)
+        recent = bool(self._recent) and any(i in self._recent for i in ids)
+        for name in self.fields:
+            column = pc.take(self._columns[name], taken)
+            if recent:
+                column = pa.array(self.values(ids, name), type=self._columns[name].type)
+            lines = lines.append_column(name, column)
+        return lines
+
+
+# --- ingest ---
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """What the warehouse held for a batch before the write (read under the engine's write lock)."""
+
+    stored_keys: frozenset[tuple[str, int]]
+    changed_old: pa.Table
+    """Stored lines that the batch replaces with different values."""
+    orders_before: pa.Table
+    """Every stored line of the batch's orders."""
+    old_line_hash: int
+    attributes_change: bool
+    """The batch gives a known customer another region, state, city or zip."""
+
+
+def snapshot(con: duckdb.DuckDBPyConnection, customers: str | None) -> BatchSnapshot:
+    """Read what the warehouse holds for the orders of ``BATCH`` (and its customers) before the write."""
+    differs = " OR ".join(
+        f"o.{c} IS DISTINCT FROM b.{c}" for c in ORDER_LINES.column_names if c not in ORDER_LINES.key
+    )
+    stored = con.sql(
+        f"SELECT o.*, b.order_id IS NOT NULL AS __replaced, {LINE_HASH} AS __hash, ({differs}) AS __changed "
+        f"FROM order_lines o LEFT JOIN {BATCH} b USING (order_id, line) "
+        f"WHERE o.order_id IN (SELECT order_id FROM {BATCH})"
+    ).to_arrow_table()
+    replaced = stored.filter(stored.column("__replaced"))
+    keys = zip(replaced.column("order_id").to_pylist(), replaced.column("line").to_pylist(), strict=True)
+    extra = ["__replaced", "__hash", "__changed"]
+    changed = replaced.filter(replaced.column("__changed")).drop_columns(extra)
+    attributes_change = False
+    if customers is not None:
+        provided = [a for a in CUSTOMER_ATTRIBUTES if a in _columns(con, customers)]
+        if provided:
+            # The write keeps a stored value where the batch has none (coalesce), so only a non-null value
+            # that differs changes a customer.
+            moved = " OR ".join(f"(b.{a} IS NOT NULL AND b.{a} IS DISTINCT FROM c.{a})" for a in provided)
+            (count,) = con.execute(
+                f"SELECT count(*) FROM customers c JOIN {customers} b USING (customer_id) WHERE {moved}"
+            ).fetchall()[0]
+            attributes_change = count > 0
+    return BatchSnapshot(
+        frozenset(keys),
+        changed,
+        stored.drop_columns(extra),
+        sum(replaced.column("__hash").to_pylist()),
+        attributes_change,
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    fingerprint: Fingerprint
+    uniform: frozenset[str]
+    rebuilt: bool
+    appended: dict[str, int]
+    """Delta rows appended per table (see compact)."""
+
+
+def maintain(
+    con: duckdb.DuckDBPyConnection,
+    lines: pa.Table,
+    before: BatchSnapshot,
+    cache: CustomerCache,
+    described: list[str],
+    previous: Fingerprint,
+    uniform: frozenset[str],
+) -> Maintenance:
+    """Bring every rollup in step with the batch just written; runs inside the ingest transaction.
+
+    ``lines`` is the batch (registered as ``BATCH``), ``described`` the customers the batch gave fields for.
+    """
+    moved, first_moved = _refresh_customers(con, lines, before, cache, described)
+    rebuild = before.attributes_change or moved
+    keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
+    new_lines = lines.filter(pa.array([key not in before.stored_keys for key in keys]))
+    prior_orders = _stored_lines(con, f"o.order_id IN (SELECT order_id FROM {BATCH})")
+    whole_orders = pa.concat_tables([lines, prior_orders.select(lines.column_names).cast(lines.schema)])
+    appended: dict[str, int] = {}
+    if rebuild:
+        build(con)
+    else:
+        with registered(con, **{CHANGED_OLD: before.changed_old}):
+            appended = _add_new_lines(con, cache, new_lines, prior_orders)
+            if before.changed_old.num_rows:
+                for rollup in ROLLUPS:
+                    _recompute_changed(con, rollup)
+            if first_moved:
+                _recompute_customers(con, first_moved)
+        appended[PAIRS] = _add_pairs(con, cache.enrich(before.orders_before), cache.enrich(whole_orders))
+    with registered(con, analytics_order_lines=whole_orders):
+        uniform = uniform & uniform_fields(con, relation="analytics_order_lines")
+    (new_hash,) = con.execute(
+        f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM order_lines o "
+        f"SEMI JOIN {BATCH} b USING (order_id, line)"
+    ).fetchall()[0]
+    result = Fingerprint(
+        previous.lines + new_lines.num_rows, previous.line_hash + int(new_hash) - before.old_line_hash
+    )
+    write_state(con, {"fingerprint": result.encode(), "uniform": ",".join(sorted(uniform))})
+    return Maintenance(result, uniform, rebuild, appended)
+
+
+def _refresh_customers(
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, before: BatchSnapshot, cache: CustomerCache,
+    described: list[str],
+) -> tuple[bool, list[str]]:  # fmt: skip
+    """Re-read the customers the write may have changed.
+
+    Returns whether a customer with sales got another region, state, city or zip (the rollups are then
+    rebuilt), and the customers with sales whose first purchase alone moved (their rows are recomputed).
+    New customers and described ones are read; so are those whose first purchase may have moved: a line
+    earlier than the first purchase the cache knows, or a replaced line (it may have been the first).
+    """
+    ids = lines.column("customer_id").to_pylist()
+    known_first = cache.values(ids, "first_purchase")
+    times = lines.column("ordered_at").to_pylist()
+    # No first purchase yet (a customer known without sales) or a line earlier than it: it moves now.
+    earlier = {i for i, first, t in zip(ids, known_first, times, strict=True) if first is None or t < first}
+    replaced = set(before.changed_old.column("customer_id").to_pylist())
+    suspects = sorted(set(cache.unknown(sorted(set(ids)))) | set(described) | earlier | replaced)
+    if not suspects:
+        return False, []
+    first = dict(zip(suspects, cache.values(suspects, "first_purchase"), strict=True))
+    previous = dict(
+        zip(suspects, zip(*(cache.values(suspects, f) for f in cache.fields), strict=True), strict=True)
+    )
+    now = cache.read(con, suspects)
+    cache.update(con, now)
+    # A customer without a first purchase had no lines, so no rollup row holds his old fields.
+    changed = [c for c in suspects if first[c] is not None and now.get(c) != previous[c]]
+    position = cache.fields.index("first_purchase")
+    others = [i for i in range(len(cache.fields)) if i != position]
+    moved = any(
+        tuple(now.get(c, previous[c])[i] for i in others) != tuple(previous[c][i] for i in others)
+        for c in changed
+    )
+    return moved, changed
+
+
+def _stored_lines(
+    con: duckdb.DuckDBPyConnection, condition: str, params: list[Any] | None = None
+) -> pa.Table:
+    """Stored lines that are not the batch's own and meet ``condition`` (over ``order_lines o``)."""
+    return con.sql(
+        f"SELECT o.* FROM order_lines o ANTI JOIN {BATCH} b USING (order_id, line) WHERE {condition}",
+        params=params or None,
+    ).to_arrow_table()
+
+
+NEW_LINES = "analytics_new_lines"
+PRIOR = {"order_id": "analytics_prior_orders", "customer": "analytics_prior_customers"}
+
+
+def _add_new_lines(
+    con: duckdb.DuckDBPyConnection, cache: CustomerCache, new_lines: pa.Table, prior_orders: pa.Table
+) -> dict[str, int]:
+    """Append to every rollup the delta of the lines whose key was new; returns the rows appended."""
+    appended: dict[str, int] = {}
+    if new_lines.num_rows == 0:
+        return appended
+    # A stored line shares a (key, day) or (key, customer) pair with a new line only if it is of the same
+    # customer (every such rollup is keyed by customer) and in the same month.
+    days = pc.cast(new_lines.column("ordered_at"), pa.date32())
+    low = pc.min(days).as_py().replace(day=1)
+    high = (pc.max(days).as_py().replace(day=28) + timedelta(days=4)).replace(day=1)
+    same_months = _stored_lines(
+        con,
+        f"o.ordered_at >= ? AND o.ordered_at < ? AND o.customer_id IN (SELECT customer_id FROM {BATCH})",
+        [datetime.combine(low, datetime.min.time()), datetime.combine(high, datetime.min.time())],
+    )
+    relations = {
+        NEW_LINES: cache.enrich(new_lines),
+        PRIOR["order_id"]: cache.enrich(prior_orders),
+        PRIOR["customer"]: cache.enrich(same_months),
+    }
+    source = lines_source(NEW_LINES, CUSTOMER_LOOKUP_FIELDS)
+    with registered(con, **relations):
+        for rollup in ROLLUPS:
+            delta = f"SELECT * FROM ({rollup_select(rollup, source)}) s"
+            for name in (c for c in rollup.components if COMPONENTS[c].entity is not None):
+                entity = COMPONENTS[name].entity or ""
+                if entity != "order_id" and "customer_id" not in rollup.fields:
+                    raise NotImplementedError("a count of days or customers needs a rollup keyed by customer")
+                prior_lines = PRIOR["order_id" if entity == "order_id" else "customer"]
+                if relations[prior_lines].num_rows == 0:
+                    continue  # nothing stored shares a pair: the new lines' own distinct count is the delta
+                prior = lines_source(prior_lines, CUSTOMER_LOOKUP_FIELDS)
+                counted = (
+                    f"SELECT {', '.join(rollup.key)}, count(*) AS n FROM "
+                    f"({_pairs_select(rollup, source, entity)} "
+                    f"EXCEPT {_pairs_select(rollup, prior, entity)}) "
+                    f"GROUP BY {', '.join(rollup.key)}"
+                )
+                # The new lines' own distinct count becomes the count of pairs no stored line had.
+                delta = (
+                    f"SELECT s.* REPLACE (coalesce(x.n, 0) AS {name}) FROM ({delta}) s "
+                    f"LEFT JOIN ({counted}) x ON {_matches('s', 'x', rollup.key)}"
+                )
+            # Appended, not merged: a key may have several rows, and every read aggregates them anyway
+            # (sums add, min/max widen, distinct deltas count only new pairs). An append is far cheaper
+            # than an update in DuckDB; compact() folds the rows again.
+            (count,) = con.execute(f"INSERT INTO {rollup.name} BY NAME {delta}").fetchall()[0]
+            appended[rollup.name] = count
+    return appended
+
+
+def _recompute_customers(con: duckdb.DuckDBPyConnection, customers: list[str]) -> None:
+    """Recompute, from their order lines, every row of these customers in the rollups that store their
+    first purchase (all keyed by customer): it moved, so their rows moved with it."""
+    with registered(con, analytics_moved=pa.table({"customer_id": customers})):
+        for rollup in ROLLUPS:
+            if "first_purchase" not in rollup.fields:
+                continue
+            assert "customer_id" in rollup.fields, "first_purchase is only kept beside the customer"
+            con.execute(
+                f"DELETE FROM {rollup.name} WHERE customer_id IN (SELECT customer_id FROM analytics_moved)"
+            )
+            where = "WHERE o.customer_id IN (SELECT customer_id FROM analytics_moved)"
+            con.execute(f"INSERT INTO {rollup.name} BY NAME {rollup_select(rollup, BASE, where)}")
+
+
+def _recompute_changed(con: duckdb.DuckDBPyConnection, rollup: Rollup) -> None:
+    """Recompute, from the order lines, the rows that the changed lines left or entered."""
+    keys = rollup.key
+    changed_new = f"(SELECT o.* FROM order_lines o SEMI JOIN {CHANGED_OLD} k USING (order_id, line))"
+    key_list = ", ".join(keys)
+    affected = con.sql(
+        f"SELECT DISTINCT {key_list} FROM ({rollup_select(rollup, lines_source(CHANGED_OLD))}) "
+        f"UNION SELECT DISTINCT {key_list} FROM ({rollup_select(rollup, lines_source(changed_new))})"
+    ).to_arrow_table()
+    with registered(con, analytics_affected=affected):
+        con.execute(
+            f"DELETE FROM {rollup.name} r USING analytics_affected a WHERE {_matches('r', 'a', keys)}"
+        )
+        where, params = "", []
+        if rollup.time is not None:
+            low, high = con.execute(
+                f"SELECT min({rollup.time}), max({rollup.time}) FROM analytics_affected"
+            ).fetchall()[0]
+            step = timedelta(days=1) if rollup.time == "day" else timedelta(days=31)
+            where, params = "WHERE o.ordered_at >= ? AND o.ordered_at < ?", [low, high + step]
+        elif "customer_id" in rollup.fields:
+            where = "WHERE o.customer_id IN (SELECT customer_id FROM analytics_affected)"
+        con.execute(
+            f"INSERT INTO {rollup.name} BY NAME SELECT s.* FROM ({rollup_select(rollup, BASE, where)}) s "
+            f"SEMI JOIN analytics_affected a ON {_matches('s', 'a', keys)}",
+            params,
+        )
+
+
+def compact(con: duckdb.DuckDBPyConnection, rollup: Rollup, since: date | None = None) -> None:
+    """Fold the rows of each key into one (ingest appends delta rows); from ``since`` on, if timed."""
+    where, params = "", []
+    if since is not None and rollup.time is not None:
+        where, params = f"WHERE {rollup.time} >= ?", [since]
+    merged = [f"{COMPONENTS[c].merge or 'sum'}({c}) AS {c}" for c in rollup.components]
+    keys = ", ".join(rollup.key)
+    folded = con.sql(
+        f"SELECT {keys}, {', '.join(merged)} FROM {rollup.name} {where} GROUP BY {keys}",
+        params=params or None,
+    ).to_arrow_table()
+    with registered(con, analytics_folded=folded):
+        con.execute(f"DELETE FROM {rollup.name} {where}", params)
+        con.execute(f"INSERT INTO {rollup.name} BY NAME SELECT * FROM analytics_folded")

@@ -1,0 +1,138 @@
+"""Shared by the analytics tests: one small generated warehouse, its raw tables as pandas, and comparisons.
+
+The reference numbers in the tests are computed with pandas from the raw tables, never with the code under
+test.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from salespulse.analytics.engine import AnalyticsEngine
+from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
+from salespulse.warehouse.store import connect
+
+END = date(2025, 6, 30)
+CONFIG = GeneratorConfig(customers=2_000, rows=100_000, days=800, end_date=END)
+REL = 1e-9  # sums differ from pandas only by floating-point summation order
+
+
+def build_warehouse(directory: Path) -> Path:
+    path = directory / "warehouse.duckdb"
+    generate_warehouse(CONFIG, path)
+    return path
+
+
+def copy_warehouse(source: Path, directory: Path) -> Path:
+    target = directory / "copy.duckdb"
+    shutil.copy(source, target)
+    return target
+
+
+def open_engine(path: Path, **options: Any) -> AnalyticsEngine:
+    return AnalyticsEngine(connect(path), **options)
+
+
+@dataclass
+class Tables:
+    lines: pd.DataFrame
+    """Order lines with their customer's and product's fields, and day, the date of ordered_at."""
+    customers: pd.DataFrame
+    products: pd.DataFrame
+    salesmen: pd.DataFrame
+    region_goals: pd.DataFrame
+    salesman_goals: pd.DataFrame
+
+
+def load_tables(engine: AnalyticsEngine) -> Tables:
+    """The raw tables, read on the engine's connection (DuckDB allows one configuration per open file)."""
+    with engine.cursor() as con:
+        frames = {
+            name: con.execute(f"SELECT * FROM {name}").df()
+            for name in ("order_lines", "customers", "products", "salesmen", "region_goals", "salesman_goals")
+        }
+    customers, products = frames["customers"], frames["products"]
+    lines = (
+        frames["order_lines"]
+        .merge(
+            customers[["customer_id", "customer_name", "region", "state", "city", "zip", "first_purchase"]],
+            on="customer_id",
+            how="left",
+        )
+        .merge(
+            products[["product_id", "product_name", "category", "subcategory"]], on="product_id", how="left"
+        )
+    )
+    lines["day"] = lines["ordered_at"].dt.normalize()
+    for goals in (frames["region_goals"], frames["salesman_goals"]):
+        goals["month"] = pd.to_datetime(goals["month"])
+    return Tables(
+        lines, customers, products, frames["salesmen"], frames["region_goals"], frames["salesman_goals"]
+    )
+
+
+def period_start(times: pd.Series, grain: str) -> pd.Series:
+    """The first day of each value's day, ISO week (Monday), month, quarter or year."""
+    if grain == "day":
+        return times.dt.normalize()
+    code = {"week": "W-SUN", "month": "M", "quarter": "Q", "year": "Y"}[grain]
+    return times.dt.to_period(code).dt.start_time
+
+
+def iso(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | date):
+        return value.strftime("%Y-%m-%d")
+    return value
+
+
+def close(actual: Any, expected: Any, rel: float = REL) -> bool:
+    if expected is None or (isinstance(expected, float) and math.isnan(expected)):
+        return actual is None
+    if isinstance(expected, float) or isinstance(actual, float):
+        return actual is not None and math.isclose(actual, expected, rel_tol=rel, abs_tol=1e-6)
+    return actual == expected
+
+
+def assert_rows(
+    rows: list[dict[str, Any]],
+    expected: pd.DataFrame,
+    *,
+    keys: list[str],
+    columns: list[str],
+    rel: float = REL,
+    ordered: bool = False,
+) -> None:
+    """Each expected row (by keys) is once in ``rows`` with the same values (ints exact, floats to rel)."""
+    assert len(rows) == len(expected), f"{len(rows)} rows, expected {len(expected)}"
+    if ordered:
+        for position, (row, (_, want)) in enumerate(zip(rows, expected.iterrows(), strict=True)):
+            for column in [*keys, *columns]:
+                assert close(row[column], _plain(want[column]), rel), (position, column, row, dict(want))
+        return
+    by_key = {tuple(row[k] for k in keys): row for row in rows}
+    assert len(by_key) == len(rows), "duplicate keys in the result"
+    for _, want in expected.iterrows():
+        key = tuple(iso(_plain(want[k])) for k in keys)
+        assert key in by_key, f"missing {key}"
+        row = by_key[key]
+        for column in columns:
+            assert close(row[column], _plain(want[column]), rel), (key, column, row[column], want[column])
+
+
+def _plain(value: Any) -> Any:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -1,0 +1,441 @@
+"""The analytics HTTP app (FastAPI TestClient): errors as 4xx JSON, the API key, real-time sales, and rollups
+that stay exact through every kind of ingest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from analytics_support import assert_rows, build_warehouse, copy_warehouse, open_engine
+from fastapi.testclient import TestClient
+
+from salespulse.analytics import rollups
+from salespulse.analytics.engine import AnalyticsEngine
+from salespulse.analytics.reports import REGISTRY
+from salespulse.analytics.semantic import COMPONENTS, ROLLUPS
+from salespulse.config import get_settings
+from service.analytics_api import create_analytics_app
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def source_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = build_warehouse(tmp_path_factory.mktemp("api"))
+    open_engine(path)._con.close()  # the copies start with their rollups built
+    return path
+
+
+@pytest.fixture
+def engine(source_warehouse: Path, tmp_path: Path) -> Iterator[AnalyticsEngine]:
+    """Each test writes to its own copy of the warehouse."""
+    engine = open_engine(copy_warehouse(source_warehouse, tmp_path), compact_after_rows=40)
+    yield engine
+    engine._con.close()
+
+
+@pytest.fixture
+def client(engine: AnalyticsEngine, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setenv("SALESPULSE_API_KEY", KEY)
+    get_settings.cache_clear()
+    return TestClient(create_analytics_app(engine))
+
+
+def warehouse_digest(engine: AnalyticsEngine) -> list[dict]:
+    return engine.fetch(
+        "SELECT count(*) AS n, sum(revenue) AS revenue, sum(hash(order_id, line, quantity)) AS h "
+        "FROM order_lines"
+    )
+
+
+def sale(order: str, line: int, **changes: Any) -> dict[str, Any]:
+    return {
+        "order_id": order,
+        "line": line,
+        "ordered_at": "2025-06-30T16:30:00",
+        "customer_id": "C-0000007",
+        "product_id": "P-00010",
+        "salesman_id": "S-0001",
+        "quantity": 2,
+        "unit_price": 50.0,
+        "discount": 0.1,
+        "cost": 60.0,
+        **changes,
+    }
+
+
+def total(client: TestClient, **spec: Any) -> dict[str, Any]:
+    response = client.post("/query", json={"measures": ["revenue", "orders", "units"], **spec})
+    assert response.status_code == 200, response.text
+    return response.json()["rows"][0]
+
+
+# --- reading ---
+
+
+def test_meta_lists_what_can_be_asked(client: TestClient) -> None:
+    meta = client.get("/meta").json()
+    assert {"revenue", "margin_pct", "goal_attainment_pct", "repeat_customer_rate_pct"} <= {
+        m["name"] for m in meta["measures"]
+    }
+    assert {"category", "zip", "distributor", "customer_segment"} <= {d["name"] for d in meta["dimensions"]}
+    assert "order" not in {d["name"] for d in meta["dimensions"]}  # internal
+    assert meta["time_dimension"]["grains"] == ["day", "week", "month", "quarter", "year"]
+    assert {r["name"] for r in meta["reports"]} == set(REGISTRY)
+
+
+def test_every_report_is_a_documented_route_with_an_example(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for name, report in REGISTRY.items():
+        operation = spec["paths"][f"/reports/{name}"]["get"]
+        assert operation["summary"] == report.title and operation["description"]
+        example = operation["responses"]["200"]["content"]["application/json"]["example"]
+        assert example["report"] == name and example["rows"] and example["columns"]
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert {"region", "category", "product"} <= set(parameters)
+        assert all(
+            parameters[p.name]["schema"].get("examples") for p in report.params if p.example is not None
+        )
+    assert "examples" in str(spec["components"]["schemas"]["Query"])
+
+
+def test_big_answers_serialized_by_duckdb_are_the_same_json(
+    client: TestClient, engine: AnalyticsEngine
+) -> None:
+    for name in ("sales-by-zip", "sales-by-category-weekly"):
+        over_http = client.get(f"/reports/{name}", params={"region": ["South"]}).json()
+        direct = engine.run_report(name, {"region": ["South"]})
+        assert over_http["columns"] == direct["columns"] and over_http["params"] == direct["params"]
+        assert over_http["rows"] == direct["rows"]  # floats print the same: shortest round-trip both ways
+    query = {"measures": ["revenue", "orders"], "dimensions": ["state"], "time_dimension": {"grain": "month"}}
+    assert client.post("/query", json=query).json()["rows"] == engine.run_query(query)["rows"]
+
+
+def test_report_route_answers_like_the_engine(client: TestClient, engine: AnalyticsEngine) -> None:
+    response = client.get(
+        "/reports/top-states", params={"n": 5, "region": ["West", "East"], "start": "2025-01-01"}
+    )
+    assert response.status_code == 200
+    direct = engine.run_report("top-states", {"n": 5, "region": ["West", "East"], "start": "2025-01-01"})
+    assert response.json()["rows"] == direct["rows"]
+    assert len(direct["rows"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"measures": ["revenue", "turnover"]}, "measures[1]", "valid measures are: average_order_value"),
+        ({"measures": ["revenue"], "dimensions": ["colour"]}, "dimensions[0]", "valid dimensions are:"),
+        ({"measures": ["revenue"], "time_dimension": {"grain": "hourly"}}, "time_dimension.grain", "'day'"),
+        (
+            {"measures": ["revenue"], "time_dimension": {"date_range": ["2025-05-01", "2025-04-01"]}},
+            "time_dimension.date_range",
+            "inverted",
+        ),
+        (
+            {"measures": ["revenue"], "filters": [{"member": "region", "operator": "equals"}]},
+            "filters[0]",
+            "exactly 1",
+        ),
+        ({"measures": ["goal"], "dimensions": ["category"]}, "dimensions", "goal plan"),
+        ({"measures": ["revenue"], "limit": 0}, "limit", "greater than or equal to 1"),
+        ({"measures": "revenue"}, "measures", "valid list"),
+        ({"measures": ["revenue"], "sql": "SELECT 1"}, "sql", "Extra inputs"),
+    ],
+)
+def test_bad_queries_get_422_naming_the_field(client: TestClient, body: dict, field: str, words: str) -> None:
+    response = client.post("/query", json=body)
+    assert response.status_code == 422, response.text
+    problems = response.json()["detail"]
+    assert any(p["field"] == field and words in p["message"] for p in problems), problems
+    assert "Traceback" not in response.text
+
+
+def test_bad_report_parameters_get_422(client: TestClient) -> None:
+    for route, params, field in (
+        ("/reports/top-products", {"n": "many"}, "n"),
+        ("/reports/top-products", {"limit": 3}, "limit"),
+        ("/reports/sales-by-state", {"start": "2025-06-01", "end": "2025-01-01"}, "end"),
+        ("/reports/seasonality", {"profile": "minute_of_hour"}, "profile"),
+        ("/reports/goal-attainment-by-region", {"product": "P-00001"}, "filters"),
+    ):
+        response = client.get(route, params=params)
+        assert response.status_code == 422, (route, response.text)
+        assert response.json()["detail"][0]["field"] == field
+    assert client.get("/reports/no-such-report").status_code == 404
+
+
+def test_malformed_json_is_a_422_not_a_500(client: TestClient) -> None:
+    response = client.post("/query", content=b'{"measures": [', headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid request"
+
+
+def test_sql_in_a_filter_is_just_a_value(client: TestClient, engine: AnalyticsEngine) -> None:
+    before = warehouse_digest(engine)
+    for value in ("West'; DROP TABLE order_lines; --", "' OR 1=1 --", 'x") UNION SELECT * FROM customers --'):
+        response = client.post(
+            "/query",
+            json={
+                "measures": ["revenue", "orders"],
+                "dimensions": ["region"],
+                "filters": [{"member": "region", "operator": "in", "values": [value]}],
+            },
+        )
+        assert response.status_code == 200 and response.json()["rows"] == []
+        response = client.get("/reports/sales-by-state", params={"category": value})
+        assert response.status_code == 200 and response.json()["rows"] == []
+    assert warehouse_digest(engine) == before
+
+
+# --- real-time sales ---
+
+
+def test_sales_need_the_api_key(
+    client: TestClient, engine: AnalyticsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = warehouse_digest(engine)
+    body = {"lines": [sale("RT-1", 1)]}
+    assert client.post("/sales", json=body).status_code == 401
+    wrong = client.post("/sales", json=body, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 403 and wrong.json()["detail"][0]["field"] == "x-api-key"
+    monkeypatch.delenv("SALESPULSE_API_KEY")
+    get_settings.cache_clear()
+    assert (
+        client.post("/sales", json=body, headers={"X-API-Key": KEY}).status_code == 403
+    )  # no key configured
+    assert warehouse_digest(engine) == before
+
+
+def test_a_new_sale_is_in_the_next_query_and_resending_changes_nothing(client: TestClient) -> None:
+    before = total(client)
+    region_before = total(
+        client, filters=[{"member": "customer", "operator": "equals", "values": ["C-0000007"]}]
+    )
+    lines = [
+        sale("RT-100", 1),
+        sale("RT-100", 2, product_id="P-00011", quantity=3, unit_price=20.0, discount=0),
+    ]
+    response = client.post("/sales", json={"lines": lines}, headers={"X-API-Key": KEY})
+    assert response.status_code == 200, response.text
+    assert response.json() | {"seconds": 0} == {
+        "lines": 2,
+        "inserted": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "rollups_rebuilt": False,
+        "seconds": 0,
+        "batches_in_transaction": 1,
+    }
+    added = 2 * 50.0 * 0.9 + 3 * 20.0
+    after = total(client)
+    assert after["revenue"] == pytest.approx(before["revenue"] + added, rel=1e-12)
+    assert (after["orders"], after["units"]) == (before["orders"] + 1, before["units"] + 5)
+    mine = total(client, filters=[{"member": "customer", "operator": "equals", "values": ["C-0000007"]}])
+    assert mine["orders"] == region_before["orders"] + 1
+    day = total(client, time_dimension={"date_range": ["2025-06-30", "2025-06-30"]})
+    again = client.post("/sales", json={"lines": lines}, headers={"X-API-Key": KEY})
+    assert again.json()["unchanged"] == 2 and again.json()["inserted"] == 0
+    assert total(client) == after
+    assert total(client, time_dimension={"date_range": ["2025-06-30", "2025-06-30"]}) == day
+
+
+def test_a_batch_with_one_bad_line_is_rejected_whole(client: TestClient, engine: AnalyticsEngine) -> None:
+    before = warehouse_digest(engine)
+    lines = [sale("RT-200", 1), sale("RT-200", 2, quantity=0), sale("RT-201", 1, ordered_at="yesterday")]
+    response = client.post("/sales", json={"lines": lines}, headers={"X-API-Key": KEY})
+    assert response.status_code == 422
+    fields = [p["field"] for p in response.json()["detail"]]
+    assert fields == ["lines[1].quantity", "lines[2].ordered_at"]
+    duplicate = client.post(
+        "/sales", json={"lines": [sale("RT-3", 1), sale("RT-3", 1)]}, headers={"X-API-Key": KEY}
+    )
+    assert duplicate.status_code == 422 and "lines 0 and 1" in duplicate.json()["detail"][0]["message"]
+    wrong_revenue = client.post(
+        "/sales", json={"lines": [sale("RT-4", 1, revenue=1.0)]}, headers={"X-API-Key": KEY}
+    )
+    assert wrong_revenue.status_code == 422 and wrong_revenue.json()["detail"][0]["field"] == "lines[0]"
+    assert warehouse_digest(engine) == before
+
+
+def test_oversized_bodies_and_batches_are_refused(
+    client: TestClient, engine: AnalyticsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = warehouse_digest(engine)
+    monkeypatch.setenv("SALESPULSE_MAX_BODY_BYTES", "2048")
+    get_settings.cache_clear()
+    big = {"lines": [sale("RT-5", n) for n in range(1, 40)]}
+    response = client.post("/sales", json=big, headers={"X-API-Key": KEY})
+    assert response.status_code == 413 and response.json()["error"] == "request too large"
+    monkeypatch.delenv("SALESPULSE_MAX_BODY_BYTES")
+    get_settings.cache_clear()
+    engine.max_batch_lines = 10
+    response = client.post("/sales", json=big, headers={"X-API-Key": KEY})
+    assert response.status_code == 422 and response.json()["detail"][0]["field"] == "lines"
+    assert warehouse_digest(engine) == before
+
+
+# --- the rollups stay exact whatever a batch does ---
+
+CHECKS = [
+    {
+        "measures": ["revenue", "units", "profit", "orders"],
+        "dimensions": ["category", "region"],
+        "time_dimension": {"grain": "day", "date_range": ["2025-06-01", "2025-07-31"]},
+    },
+    {
+        "measures": ["revenue", "orders", "customers", "purchase_days", "first_sale", "last_sale"],
+        "dimensions": ["customer"],
+    },
+    {"measures": ["revenue", "orders"], "dimensions": ["zip", "state"], "time_dimension": {"grain": "month"}},
+    {
+        "measures": ["revenue", "orders"],
+        "dimensions": ["salesman", "channel"],
+        "time_dimension": {"grain": "week"},
+    },
+    {"measures": ["revenue", "units"], "dimensions": ["distributor", "product"]},
+    {"measures": ["revenue", "orders"], "dimensions": ["customer_segment"]},
+]
+
+
+def assert_rollups_exact(engine: AnalyticsEngine) -> None:
+    for spec in CHECKS:
+        query = {"limit": 50_000, **spec}
+        fast, base = engine.run_query(query), engine.run_query(query, use_rollups=False)
+        keys = (["period"] if "time_dimension" in spec else []) + spec["dimensions"]
+        frame = pd.DataFrame(base["rows"])
+        assert_rows(fast["rows"], frame, keys=keys, columns=[c for c in frame.columns if c not in keys])
+    with engine.cursor() as con:
+        for rollup in ROLLUPS:  # folded, each rollup equals a fresh build
+            merged = ", ".join(
+                f"round({c}, 4)" if c in ("revenue", "profit", "costed_revenue") else c
+                for c in rollup.components
+            )
+            folded = (
+                f"SELECT {', '.join(rollup.key)}, "
+                + ", ".join(f"{COMPONENTS[c].merge}({c}) AS {c}" for c in rollup.components)
+                + f" FROM {rollup.name} GROUP BY ALL"
+            )
+            fresh = rollups.rollup_select(rollup)
+            keys = ", ".join(rollup.key)
+            (difference,) = con.execute(
+                f"SELECT count(*) FROM ((SELECT {keys}, {merged} FROM ({folded}) EXCEPT "
+                f"SELECT {keys}, {merged} FROM ({fresh})) UNION ALL (SELECT {keys}, {merged} FROM ({fresh}) "
+                f"EXCEPT SELECT {keys}, {merged} FROM ({folded})))"
+            ).fetchall()[0]
+            assert difference == 0, rollup.name
+
+
+def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engine: AnalyticsEngine) -> None:
+    def post(lines: list[dict], **extra: Any) -> dict:
+        response = client.post("/sales", json={"lines": lines, **extra}, headers={"X-API-Key": KEY})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # new orders, of a known and of a new customer (with his address), on a new day and a past one
+    post(
+        [
+            sale("RT-1", 1),
+            sale("RT-1", 2, product_id="P-00020"),
+            sale("RT-2", 1, ordered_at="2025-07-02T09:00"),
+        ]
+    )
+    post(
+        [sale("RT-3", 1, customer_id="C-NEW-1", distributor_id="D-0001", ordered_at="2024-11-05T10:00")],
+        customers=[{"customer_id": "C-NEW-1", "state": "OR", "zip": "97201", "city": "Portland"}],
+    )
+    # a new line added to an order stored long ago, and a line of it replaced with other values
+    stored = engine.fetch(
+        "SELECT * FROM order_lines "
+        "WHERE order_id = (SELECT min(order_id) FROM order_lines WHERE order_id LIKE 'SO-%')"
+    )
+    old = stored[0]
+    moved = {k: old[k] for k in ("order_id", "line", "customer_id", "quantity", "unit_price", "discount")}
+    result = post(
+        [
+            {**moved, "ordered_at": "2024-12-24T12:00:00", "product_id": "P-00030", "salesman_id": "S-0002"},
+            sale(old["order_id"], 99, customer_id=old["customer_id"], ordered_at=f"{old['ordered_at']}"),
+        ]
+    )
+    assert (result["inserted"], result["updated"]) == (1, 1)
+    assert_rollups_exact(engine)
+    # a sale dated before a customer's first purchase: his first purchase, and so his rows, move
+    backdated = post([sale("RT-OLD", 1, customer_id="C-0000008", ordered_at="2023-01-05T10:00:00")])
+    assert not backdated["rollups_rebuilt"]
+    assert_rollups_exact(engine)
+    # the same again: nothing changes
+    assert post([sale("RT-1", 1), sale("RT-1", 2, product_id="P-00020")])["unchanged"] == 2
+    # a customer moves to another state: his lines move between rollup rows
+    moved_customer = post(
+        [sale("RT-9", 1, customer_id="C-0000011")],
+        customers=[{"customer_id": "C-0000011", "state": "TX", "zip": "73301", "city": "Austin"}],
+    )
+    assert moved_customer["rollups_rebuilt"]
+    for batch in range(12):  # enough appended rows to make the engine fold them (compact_after_rows=40)
+        post([sale(f"RT-B{batch}", n, product_id=f"P-{n:05d}") for n in range(1, 6)])
+    assert_rollups_exact(engine)
+
+
+def test_a_restart_keeps_the_rollups_and_an_outside_import_rebuilds_them(
+    engine: AnalyticsEngine, client: TestClient
+) -> None:
+    client.post("/sales", json={"lines": [sale("RT-7", 1)]}, headers={"X-API-Key": KEY})
+    assert engine.refresh() is False  # the fingerprint kept per batch matches the data
+    with engine.cursor() as con:  # another door writes while the engine is not looking
+        con.execute("UPDATE order_lines SET quantity = quantity + 1 WHERE order_id = 'RT-7'")
+        con.execute("UPDATE customers SET region = 'East' WHERE customer_id = 'C-0000012'")
+    assert engine.refresh() is True
+    assert_rollups_exact(engine)
+
+
+def test_queries_run_while_a_batch_is_written(engine: AnalyticsEngine) -> None:
+    """Reads on their own cursors see a whole batch or none of it, never half."""
+    import threading
+
+    from salespulse.analytics.ingest import SalesBatch
+
+    before = engine.run_query({"measures": ["lines"]})["rows"][0]["lines"]
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(engine.run_query({"measures": ["lines"]})["rows"][0]["lines"])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for batch in range(5):
+        engine.ingest(SalesBatch.model_validate({"lines": [sale(f"RT-C{batch}", n) for n in range(1, 21)]}))
+    stop.set()
+    reader.join()
+    assert seen and all((n - before) % 20 == 0 for n in seen)
+    assert engine.run_query({"measures": ["lines"]})["rows"][0]["lines"] == before + 100
+
+
+def test_concurrent_batches_are_each_written_whole(engine: AnalyticsEngine) -> None:
+    """Batches sent at once may share a transaction (group commit); each is still counted and exact."""
+    import threading
+
+    from salespulse.analytics.ingest import SalesBatch
+
+    before = engine.run_query({"measures": ["lines", "revenue"]})["rows"][0]
+    results = []
+
+    def send(sender: int) -> None:
+        for batch in range(3):
+            lines = [sale(f"RT-G{sender}-{batch}", n, customer_id=f"C-{n:07d}") for n in range(1, 51)]
+            results.append(engine.ingest(SalesBatch.model_validate({"lines": lines})))
+
+    threads = [threading.Thread(target=send, args=(sender,)) for sender in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 18 and all(r.inserted == 50 for r in results)
+    after = engine.run_query({"measures": ["lines", "revenue"]})["rows"][0]
+    assert after["lines"] == before["lines"] + 900
+    assert after["revenue"] == pytest.approx(before["revenue"] + 900 * 90.0, rel=1e-12)
+    assert_rollups_exact(engine)

@@ -1,0 +1,247 @@
+"""Integration tests against a real `bentoml serve` process on loopback, with champions trained for real."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from service_support import API_KEY, RunningService, environment, prepare_models, run_python, start_service
+
+from salespulse.modeling.registry import served_model_names
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    root = tmp_path_factory.mktemp("service")
+    env = environment(root)
+    prepare_models(env)
+    running = start_service(env, root / "service.log")
+    yield running
+    running.stop()
+
+
+def post(service: RunningService, path: str, body: object, **headers: str):
+    with service.client() as client:
+        return client.post(path, json=body, headers=headers)
+
+
+def get(service: RunningService, path: str, **headers: str):
+    with service.client() as client:
+        return client.get(path, headers=headers)
+
+
+# ------------------------------------------------------------------------------------------- health, models
+
+
+def test_health_says_models_and_warehouse_are_loaded(service):
+    health = get(service, "/health").json()
+    assert health["status"] == "ready"
+    assert health["warehouse"]["loaded"] is True
+    assert health["warehouse"]["order_lines"] > 100_000
+    assert set(health["models"]) == set(served_model_names())
+    assert get(service, "/readyz").status_code == 200
+    assert get(service, "/livez").status_code == 200
+
+
+def test_models_endpoint_describes_the_champions(service):
+    models = {m["name"]: m for m in get(service, "/models").json()["models"]}
+    forecaster, segmenter = models["sales-forecaster"], models["customer-segmenter"]
+    assert forecaster["alias"] == segmenter["alias"] == "champion"
+    assert forecaster["version"] == segmenter["version"] == "1"
+    assert date.fromisoformat(forecaster["trained_at"][:10])
+    assert any(key.startswith("wape") for key in forecaster["metrics"])
+    assert "silhouette" in segmenter["metrics"]
+
+
+def test_prometheus_metrics_and_openapi_with_examples(service):
+    metrics = get(service, "/metrics").text
+    assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
+    spec = get(service, "/docs.json").json()
+    paths = spec["paths"]
+    for path in ("/forecast", "/segment", "/models", "/segments", "/customers/{customer_id}", "/health"):
+        assert path in paths, f"{path} missing from OpenAPI"
+    assert "example" in str(paths["/segment"]) or "examples" in str(paths["/segment"])
+    assert get(service, "/").status_code == 200  # Swagger UI
+
+
+# ------------------------------------------------------------------------------------------- segments
+
+
+def test_segment_by_ids_matches_the_customer_profile(service):
+    customers = ["C-0000001", "C-0000002", "C-0000003"]
+    known = [c for c in customers if get(service, f"/customers/{c}").status_code == 200]
+    assert known, "the sample warehouse should know some of the first customers"
+    answer = post(service, "/segment", {"customer_ids": known}).json()
+    assert answer["model_version"] == "1"
+    assert [c["customer_id"] for c in answer["customers"]] == known
+    for row in answer["customers"]:
+        profile = get(service, f"/customers/{row['customer_id']}").json()
+        assert profile["segment"]["name"] == row["segment"]
+        assert profile["lifetime_revenue"] == pytest.approx(profile["features"]["monetary"])
+        assert row["action"] and row["distance"] >= 0
+
+
+def test_segment_by_raw_features_puts_a_big_recent_buyer_among_champions(service):
+    champion = {
+        "recency_days": 1,
+        "frequency": 90,
+        "monetary": 90_000,
+        "tenure_days": 900,
+        "avg_order_value": 1_000,
+    }
+    lapsed = {
+        "recency_days": 480,
+        "frequency": 2,
+        "monetary": 300,
+        "tenure_days": 500,
+        "avg_order_value": 150,
+    }
+    answer = post(service, "/segment", {"customers": [champion | {"customer_id": "x"}, lapsed]}).json()
+    first, second = answer["customers"]
+    assert first["customer_id"] == "x" and first["segment"] == "Champions"
+    assert second["customer_id"] is None and second["segment"] != "Champions"
+
+
+def test_segment_batch_of_10000(service):
+    row = {"recency_days": 30, "frequency": 5, "monetary": 2_000, "tenure_days": 200, "avg_order_value": 400}
+    answer = post(service, "/segment", {"customers": [row] * 10_000})
+    assert answer.status_code == 200
+    assert len(answer.json()["customers"]) == 10_000
+
+
+def test_segment_profiles(service):
+    segments = get(service, "/segments").json()["segments"]
+    names = [s["segment"] for s in segments]
+    assert "Champions" in names
+    assert all(s["customers"] > 0 for s in segments)
+
+
+# ------------------------------------------------------------------------------------------- forecasts
+
+
+def test_forecast_one_series_with_intervals(service):
+    answer = post(service, "/forecast", {"level": "category", "series": ["Technology"], "horizon": 28})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (series,) = body["series"]
+    assert series["series"] == "Technology"
+    points = series["points"]
+    assert len(points) == 28
+    dates = [date.fromisoformat(p["date"]) for p in points]
+    assert dates == sorted(dates) and len(set(dates)) == 28
+    for p in points:
+        assert p["lo_95"] <= p["lo_80"] <= p["forecast"] <= p["hi_80"] <= p["hi_95"]
+        assert all(math.isfinite(v) for k, v in p.items() if k != "date")
+
+
+def test_forecast_many_series_at_the_model_level(service):
+    level = post(service, "/forecast", {"level": "region", "series": ["West", "East"], "horizon": 7})
+    assert level.status_code == 200, level.text
+    assert [s["series"] for s in level.json()["series"]] == ["West", "East"]
+
+
+def test_forecast_moves_with_sales_ingested_a_minute_ago(service):
+    request = {"level": "total", "series": ["total"], "horizon": 7}
+    before = post(service, "/forecast", request).json()["series"][0]["points"]
+    last_day = date.fromisoformat(get(service, "/health").json()["warehouse"]["last_sale"][:10])
+    lines = [
+        {"order_id": f"BIG-{i}", "line": 1, "ordered_at": f"{last_day}T12:00:00", "customer_id": "C-0000001",
+         "product_id": "P-00001", "channel": "direct", "quantity": 50, "unit_price": 2_000.0, "discount": 0.0}
+        for i in range(40)
+    ]  # fmt: skip
+    ingest = post(service, "/analytics/sales", {"lines": lines}, **{"x-api-key": API_KEY})
+    assert ingest.status_code == 200, ingest.text
+    after = post(service, "/forecast", request).json()["series"][0]["points"]
+    assert after[0]["forecast"] != before[0]["forecast"]
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/segment", {"customer_ids": []}, 400, "customer_ids"),
+        ("/segment", {"customers": []}, 400, "customers"),
+        ("/segment", {}, 400, "exactly one"),
+        ("/segment", {"customer_ids": ["C-0000001"], "customers": []}, 400, "customers"),
+        ("/segment", {"customer_ids": ["NOPE-1"]}, 404, "NOPE-1"),
+        ("/segment", {"customers": [{"recency_days": "x"}]}, 400, "recency_days"),
+        ("/segment", {"customers": [{"recency_days": -1, "frequency": 1, "monetary": 1, "tenure_days": 1,
+                                     "avg_order_value": 1}]}, 400, "recency_days"),
+        ("/segment", {"customers": [{"recency_days": 1, "frequency": 1, "monetary": 1, "tenure_days": 1,
+                                     "avg_order_value": 1, "colour": "red"}]}, 400, "colour"),
+        ("/forecast", {"level": "category", "series": ["Technology"], "horizon": 0}, 400, "horizon"),
+        ("/forecast", {"level": "category", "series": ["Technology"], "horizon": 100000}, 400, "horizon"),
+        ("/forecast", {"level": "category", "series": []}, 400, "series"),
+        ("/forecast", {"level": "galaxy", "series": ["x"]}, 400, "level"),
+        ("/forecast", {"level": "category", "series": ["Spaceships"]}, 404, "Spaceships"),
+        ("/forecast", {"level": "category", "series": ["Technology"], "intervals": [120]}, 400, "intervals"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_clear_4xx(service, path, body, status, words):
+    answer = post(service, path, body)
+    assert answer.status_code == status, answer.text
+    assert words.lower() in answer.text.lower()
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(service, literal):
+    body = (
+        '{"customers": [{"recency_days": ' + literal + ', "frequency": 1, "monetary": 1, "tenure_days": 1, '
+        '"avg_order_value": 1}]}'
+    )
+    with service.client() as client:
+        answer = client.post("/segment", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert "recency_days" in answer.text
+
+
+def test_malformed_json_and_oversize_body(service):
+    with service.client() as client:
+        broken = client.post("/segment", content="{not json", headers={"content-type": "application/json"})
+        assert broken.status_code == 400
+        huge = client.post("/segment", content=b"x" * 9_000_000, headers={"content-type": "application/json"})
+        assert huge.status_code == 413
+        assert "too large" in huge.json()["error"]
+
+
+def test_unknown_customer_profile_is_404(service):
+    answer = get(service, "/customers/NOPE-42")
+    assert answer.status_code == 404
+    assert "NOPE-42" in answer.text
+
+
+# ------------------------------------------------------------------------------------------- admin
+
+
+def test_admin_reload_needs_the_key(service):
+    assert post(service, "/admin/reload", {}).status_code == 401
+    assert post(service, "/admin/reload", {}, **{"x-api-key": "wrong"}).status_code == 403
+    answer = post(service, "/admin/reload", {}, **{"x-api-key": API_KEY})
+    assert answer.status_code == 200
+    assert {m["changed"] for m in answer.json()["models"]} == {"no"}
+
+
+def test_keyed_read_access(service, tmp_path: Path):
+    # DuckDB lets one process open a warehouse file, so the second service gets a small warehouse of its own.
+    env = {**service.env, "SALESPULSE_WAREHOUSE_PATH": str(tmp_path / "keyed.duckdb")}
+    run_python(
+        "from salespulse.dataset.generate import GeneratorConfig, generate_warehouse; "
+        "generate_warehouse(GeneratorConfig(customers=200, rows=3_000, days=60))",
+        env,
+    )
+    keyed = start_service(env, tmp_path / "keyed.log", extra_env={"SALESPULSE_READ_ACCESS": "keyed"})
+    try:
+        assert get(keyed, "/models").status_code == 401
+        assert get(keyed, "/models", **{"x-api-key": API_KEY}).status_code == 200
+        row = {"recency_days": 1, "frequency": 2, "monetary": 3, "tenure_days": 4, "avg_order_value": 1.5}
+        assert post(keyed, "/segment", {"customers": [row]}).status_code == 401
+        assert post(keyed, "/segment", {"customers": [row]}, **{"x-api-key": API_KEY}).status_code == 200
+    finally:
+        keyed.stop()
