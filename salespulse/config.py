@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     )
     max_batch_customers: int = Field(10_000, ge=1, description="Largest /segment batch.")
     max_forecast_series: int = Field(500, ge=1, description="Most series in one /forecast request.")
+    build_dir: Path = Field(
+        Path("build"), description="Docker build context made by `salespulse serve build`."
+    )
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted.")
 
     # Analytics (salespulse/analytics, mounted at /analytics).

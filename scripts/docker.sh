@@ -5,11 +5,13 @@
 #   scripts/docker.sh base          make the python:3.11-slim base image locally (debootstrap, cached)
 #   scripts/docker.sh build         build the image salespulse:latest from ./Dockerfile
 #   scripts/docker.sh smoke         run it on 127.0.0.1 and check health, one forecast and one segment
+#   scripts/docker.sh rmi           remove the image
 #   scripts/docker.sh stop          stop the private dockerd
 #   scripts/docker.sh all           engine + base + build + smoke
 #
-# The build context needs the exported Bento (build/bento, made by `salespulse serve build`) and a
-# wheelhouse (build/wheels, made here from constraints.txt), so the image installs with no network.
+# The build context is $SALESPULSE_BUILD_DIR (default build/): the exported Bento, the pins and a warehouse
+# snapshot (made by `salespulse serve build`) and a wheelhouse (made here), so the image installs with no
+# network. Wheels are downloaded once into a cache and hard-linked into the context.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ state="${SALESPULSE_DOCKER_STATE:-/tmp/salespulse-docker}"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/salespulse"
 export DOCKER_HOST="unix://$state/docker.sock"
 image="${SALESPULSE_IMAGE:-salespulse:latest}"
+context="${SALESPULSE_BUILD_DIR:-build}"
 port="${SALESPULSE_SMOKE_PORT:-3300}"
 
 need_packages() {
@@ -65,29 +68,42 @@ base() {
 }
 
 wheels() {
-  if [ -f build/wheels/.complete ] && [ build/wheels/.complete -nt constraints.txt ]; then return; fi
-  echo "==> collecting wheels for the image (build/wheels)"
-  mkdir -p build/wheels
-  .venv/bin/python -m pip download --quiet --only-binary=:all: --dest build/wheels -r constraints.txt \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-  touch build/wheels/.complete
+  local wheelhouse="$cache/wheels"
+  if [ ! -f "$wheelhouse/.complete" ] || [ constraints.txt -nt "$wheelhouse/.complete" ]; then
+    echo "==> collecting wheels for the image ($wheelhouse)"
+    mkdir -p "$wheelhouse"
+    .venv/bin/python -m pip download --quiet --only-binary=:all: --dest "$wheelhouse" -r constraints.txt \
+      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    touch "$wheelhouse/.complete"
+  fi
+  rm -rf "$context/wheels"
+  cp -al "$wheelhouse" "$context/wheels" 2>/dev/null || cp -a "$wheelhouse" "$context/wheels"
 }
 
 build() {
+  [ -f "$context/salespulse.bento" ] || { echo "$context/salespulse.bento is missing: run 'salespulse serve build' first" >&2; exit 1; }
   base
   wheels
-  [ -d build/bento ] || { echo "build/bento is missing: run 'salespulse serve build' first" >&2; exit 1; }
-  echo "==> docker build $image"
-  docker build --network host -t "$image" . >"$state/build.log" 2>&1 || { tail -30 "$state/build.log" >&2; exit 1; }
+  echo "==> docker build $image (context $context)"
+  docker build --network host -f Dockerfile -t "$image" "$context" >"$state/build.log" 2>&1 \
+    || { tail -30 "$state/build.log" >&2; exit 1; }
 }
 
 smoke() {
   engine
   local name="salespulse-smoke-$$"
-  docker run -d --rm --name "$name" --network host -e SALESPULSE_SERVICE_PORT="$port" "$image" >/dev/null
-  trap 'docker rm -f '"$name"' >/dev/null 2>&1 || true' RETURN
+  docker run -d --name "$name" --network host -e SALESPULSE_SERVICE_PORT="$port" "$image" >/dev/null
+  # On failure, show why before the container is removed.
+  trap 'docker logs --tail 40 '"$name"' >&2 2>/dev/null; docker rm -f '"$name"' >/dev/null 2>&1 || true' RETURN
   local url="http://127.0.0.1:$port"
-  for _ in $(seq 1 120); do curl -fs "$url/readyz" >/dev/null 2>&1 && break; sleep 1; done
+  for _ in $(seq 1 120); do
+    curl -fs "$url/readyz" >/dev/null 2>&1 && break
+    if [ -z "$(docker ps -q -f "name=^$name\$")" ]; then
+      echo "the container exited before it was ready" >&2
+      exit 1
+    fi
+    sleep 1
+  done
   curl -fs "$url/health" | tee /dev/stderr | grep -q '"ready"'
   echo
   .venv/bin/python scripts/smoke_requests.py "$url"
@@ -107,6 +123,7 @@ case "${1:-all}" in
   build) build ;;
   smoke) smoke ;;
   stop) stop ;;
+  rmi) engine; docker rmi -f "$image" >/dev/null ;;
   all) build; smoke ;;
   *) sed -n 2,12p "$0"; exit 2 ;;
 esac

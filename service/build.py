@@ -15,7 +15,6 @@ from salespulse.modeling.registry import served_model_names
 from service.models import import_champion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BUILD_DIR = REPO_ROOT / "build"
 
 
 @dataclass(frozen=True)
@@ -41,16 +40,21 @@ def build_bento() -> bentoml.Bento:
 
 
 def export_build_context(bento: bentoml.Bento, *, with_snapshot: bool = True) -> Path:
-    """build/bento (the Bento's own folder) and build/warehouse (a consistent copy of the warehouse)."""
-    bento_dir = BUILD_DIR / "bento"
-    shutil.rmtree(bento_dir, ignore_errors=True)
-    shutil.copytree(bento.path, bento_dir)
-    snapshot_dir = BUILD_DIR / "warehouse"
+    """The Docker build context: the Bento's own folder, the dependency pins and a consistent copy of the
+    warehouse (wheels are added by scripts/docker.sh)."""
+    build_dir = get_settings().build_dir.resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # The exported archive carries the models; a Bento's own folder only refers to the model store.
+    archive = build_dir / "salespulse.bento"
+    archive.unlink(missing_ok=True)
+    bentoml.export_bento(bento.tag, str(archive))
+    shutil.copy(REPO_ROOT / "constraints.txt", build_dir / "constraints.txt")
+    snapshot_dir = build_dir / "warehouse"
     shutil.rmtree(snapshot_dir, ignore_errors=True)
     snapshot_dir.mkdir(parents=True)
     if with_snapshot:
         snapshot_warehouse(get_settings().warehouse_path, snapshot_dir / "warehouse.duckdb")
-    return BUILD_DIR
+    return build_dir
 
 
 def snapshot_warehouse(source: Path, target: Path) -> None:
