@@ -187,8 +187,11 @@ def sales_batches(count: int, tag: str, day: int = 1) -> list[bytes]:
     return bodies
 
 
-def ingest(url: str, bodies: list[bytes], senders: int, readers: int = 1) -> dict[str, Any]:
-    """Send the batches from ``senders`` threads while ``readers`` threads keep requesting reports."""
+def ingest(
+    url: str, bodies: list[bytes], senders: int, read_every: float, readers: int = 1
+) -> dict[str, Any]:
+    """Send the batches from ``senders`` threads while ``readers`` threads keep requesting reports, one
+    every ``read_every`` seconds each (0: back to back, which keeps both cores busy by itself)."""
     queue = list(reversed(bodies))
     lock = threading.Lock()
     done = threading.Event()
@@ -220,6 +223,7 @@ def ingest(url: str, bodies: list[bytes], senders: int, readers: int = 1) -> dic
                 client.get(f"/reports/{report_names[number % len(report_names)]}").raise_for_status()
                 read_ms.append((time.perf_counter() - started) * 1000)
                 number += 1
+                done.wait(max(0.0, read_every - (time.perf_counter() - started)))
 
     reader_threads = [threading.Thread(target=read) for _ in range(readers)]
     for thread in reader_threads:
@@ -236,6 +240,7 @@ def ingest(url: str, bodies: list[bytes], senders: int, readers: int = 1) -> dic
         thread.join()
     return {
         "senders": senders,
+        "reads_per_s": "back to back" if read_every == 0 else f"{1 / read_every:g}/s",
         "lines": len(bodies) * BATCH_LINES,
         "seconds": seconds,
         "lines_per_s": len(bodies) * BATCH_LINES / seconds,
@@ -541,6 +546,9 @@ def main() -> None:
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--reports", nargs="*", help="only these reports")
     args = parser.parse_args()
+    console.print(
+        f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
         warehouse = prepared_warehouse(Path(tmp))
         server = Server(warehouse)
@@ -556,15 +564,19 @@ def main() -> None:
                         if name not in args.reports:
                             REGISTRY.pop(name)
                 http = time_reports(client, args.requests, args.warmup)
-            runs = [ingest(server.url, sales_batches(args.batches, f"s1-{os.getpid()}"), senders=1)]
-            if args.senders > 1:
-                bodies = sales_batches(args.batches, f"s{args.senders}-{os.getpid()}", day=2)
-                runs.append(ingest(server.url, bodies, senders=args.senders))
+            runs = []
+            plan = [(1, 0.2), (args.senders, 0.2), (args.senders, 0.0)] if args.senders > 1 else [(1, 0.2)]
+            for day, (senders, read_every) in enumerate(plan, start=1):
+                bodies = sales_batches(args.batches, f"r{day}-{os.getpid()}", day=day)
+                runs.append(ingest(server.url, bodies, senders=senders, read_every=read_every))
         finally:
             server.stop()
         pandas_ms, load_seconds = ({}, 0.0) if args.skip_pandas else time_pandas(CACHED, set(http))
 
     print_results(http, pandas_ms, load_seconds, runs, args)
+    console.print(
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes count too)"
+    )
 
 
 def print_results(
@@ -607,6 +619,7 @@ def print_results(
     table = Table(title="POST /sales, 1,000-line batches, while a reader requests reports")
     columns = (
         "senders",
+        "reader",
         "lines",
         "seconds",
         "lines/s",
@@ -621,6 +634,7 @@ def print_results(
     for run in runs:
         table.add_row(
             str(run["senders"]),
+            run["reads_per_s"],
             f"{run['lines']:,}",
             f"{run['seconds']:.1f}",
             f"{run['lines_per_s']:,.0f}",

@@ -282,6 +282,11 @@ def test_oversized_bodies_and_batches_are_refused(
 
 CHECKS = [
     {
+        "measures": ["revenue", "units"],
+        "dimensions": ["category", "subcategory", "channel"],
+        "time_dimension": {"grain": "day", "date_range": ["2025-06-01", "2025-07-31"]},
+    },
+    {
         "measures": ["revenue", "units", "profit", "orders"],
         "dimensions": ["category", "region"],
         "time_dimension": {"grain": "day", "date_range": ["2025-06-01", "2025-07-31"]},
@@ -374,6 +379,21 @@ def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engi
         customers=[{"customer_id": "C-0000011", "state": "TX", "zip": "73301", "city": "Austin"}],
     )
     assert moved_customer["rollups_rebuilt"]
+    # a product first seen on a line (category 'Unknown'), then described: its rows move to the category
+    post([sale("RT-P1", 1, product_id="P-NEW-1")])
+    described = post(
+        [sale("RT-P2", 1, product_id="P-NEW-1")],
+        products=[
+            {
+                "product_id": "P-NEW-1",
+                "product_name": "Phone X",
+                "category": "Technology",
+                "subcategory": "Phones",
+            }
+        ],
+    )
+    assert described["rollups_rebuilt"]
+    assert_rollups_exact(engine)
     for batch in range(12):  # enough appended rows to make the engine fold them (compact_after_rows=40)
         post([sale(f"RT-B{batch}", n, product_id=f"P-{n:05d}") for n in range(1, 6)])
     assert_rollups_exact(engine)
@@ -387,6 +407,9 @@ def test_a_restart_keeps_the_rollups_and_an_outside_import_rebuilds_them(
     with engine.cursor() as con:  # another door writes while the engine is not looking
         con.execute("UPDATE order_lines SET quantity = quantity + 1 WHERE order_id = 'RT-7'")
         con.execute("UPDATE customers SET region = 'East' WHERE customer_id = 'C-0000012'")
+    assert engine.refresh() is True
+    with engine.cursor() as con:
+        con.execute("UPDATE products SET category = 'Garden' WHERE product_id = 'P-00010'")
     assert engine.refresh() is True
     assert_rollups_exact(engine)
 
@@ -439,3 +462,14 @@ def test_concurrent_batches_are_each_written_whole(engine: AnalyticsEngine) -> N
     assert after["lines"] == before["lines"] + 900
     assert after["revenue"] == pytest.approx(before["revenue"] + 900 * 90.0, rel=1e-12)
     assert_rollups_exact(engine)
+
+
+def test_the_app_can_be_given_its_engine_after_it_is_created(engine: AnalyticsEngine) -> None:
+    """As the BentoML service does: the app exists at import, the engine comes with the service."""
+    app = create_analytics_app()
+    client = TestClient(app)  # no lifespan: a mounted app's does not run either
+    assert client.get("/meta").status_code == 503
+    example = client.get("/openapi.json").json()["paths"]["/reports/sales-by-zip"]["get"]["responses"]["200"]
+    assert example["content"]["application/json"]["example"]["rows"][0]["zip"] == "94105"
+    app.state.engine = engine
+    assert client.get("/reports/top-states", params={"n": 2}).json()["rows"][0]["rank"] == 1

@@ -2,7 +2,9 @@
 
 Each read runs on its own cursor, so requests query in parallel and see a consistent snapshot (MVCC) while
 an ingest transaction writes. Writes (ingest, rollup rebuilds) take one lock: DuckDB lets one process
-write, and within it one transaction at a time keeps the rollup deltas simple.
+write, and one transaction at a time keeps the rollup deltas simple. Batches that arrive while another is
+being written are written together in the next transaction (group commit): a transaction costs much the
+same for one batch as for several.
 """
 
 from __future__ import annotations
@@ -114,23 +116,24 @@ class AnalyticsEngine:
         with self._write_lock, self.cursor() as con:
             stored = rollups.read_state(con)
             current = rollups.fingerprint(con)
+            (products,) = con.execute(rollups.PRODUCT_HASH).fetchall()[0]
             stale = (
                 force
                 or not rollups.rollups_exist(con)
                 or stored.get("fingerprint") != current.encode()
+                or stored.get("products") != products
                 or not rollups.customers_agree(con)
             )
             if stale:
                 with transaction(con):
                     rollups.build(con)
                     uniform = rollups.uniform_fields(con)
-                    rollups.write_state(
-                        con, {"fingerprint": current.encode(), "uniform": ",".join(sorted(uniform))}
-                    )
+                    state = {"fingerprint": current.encode(), "uniform": ",".join(sorted(uniform))}
+                    rollups.write_state(con, {**state, "products": products})
             else:
                 uniform = frozenset(filter(None, stored.get("uniform", "").split(",")))
             self._fingerprint = current
-            self._customers = rollups.CustomerCache(con)
+            self._lookups = rollups.Lookups(con)
             self.state = self._read_state(con, uniform)
         return stale
 
@@ -315,7 +318,10 @@ class AnalyticsEngine:
                 # Widened before the commit: a query routed while the batch commits must never believe a
                 # month rollup is exact for days it has not seen.
                 self._widen(lines)
-                described = [c.customer_id for b in batches for c in b.customers]
+                described = {
+                    "customers": [c.customer_id for b in batches for c in b.customers],
+                    "products": [p.product_id for b in batches for p in b.products],
+                }
                 done: list[rollups.Maintenance] = []
 
                 def keep_rollups_in_step(c: duckdb.DuckDBPyConnection) -> None:
@@ -324,7 +330,7 @@ class AnalyticsEngine:
                             c,
                             lines,
                             before,
-                            self._customers,
+                            self._lookups,
                             described,
                             self._fingerprint,
                             self.state.uniform,
@@ -340,12 +346,12 @@ class AnalyticsEngine:
                         before_commit=keep_rollups_in_step,
                     )
                 except BaseException:
-                    self._customers.load(con)  # it may hold customers of the rolled-back batch
+                    self._lookups.load(con)  # it may hold customers of the rolled-back batch
                     raise
             maintenance = done[0]
             self._fingerprint = maintenance.fingerprint
             if maintenance.rebuilt:
-                self._customers.load(con)
+                self._lookups.load(con)
             first_day = pc.min(lines.column("ordered_at")).as_py().date()
             self._note_appended(maintenance, first_day)
             if max(self._appended.values(), default=0) >= self.compact_after_rows:

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from salespulse.dataset.geography import REGION_OF_STATE, REGIONS, state_code
 
 REVENUE_TOLERANCE = 0.01  # the file import's tolerance between revenue and quantity x price x (1 - discount)
-MAX_BATCH_LINES = 10_000
+MAX_BATCH_LINES = 100_000  # an absolute cap; the engine enforces the configured (smaller) one
 
 Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

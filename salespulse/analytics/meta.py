@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from salespulse.analytics.compiler import WarehouseState
-from salespulse.analytics.query import LIMITS, TIME_OUTPUT
+from salespulse.analytics.compiler import Compiler, WarehouseState
+from salespulse.analytics.query import INTERNAL, LIMITS, TIME_OUTPUT, Query
 from salespulse.analytics.semantic import (
     DATA_FLAG_MESSAGES,
     MEASURES,
@@ -18,7 +18,6 @@ from salespulse.analytics.semantic import (
 )
 
 if TYPE_CHECKING:
-    from salespulse.analytics.engine import AnalyticsEngine
     from salespulse.analytics.reports import Report
 
 EXAMPLE_VALUES: dict[str, Any] = {
@@ -124,20 +123,22 @@ def describe_report(report: Report) -> dict[str, Any]:
     }
 
 
-def report_columns(engine: AnalyticsEngine, report: Report) -> dict[str, str]:
-    """The output columns of a report and their formats, without running it (for documentation)."""
+def report_columns(report: Report) -> dict[str, str]:
+    """The output columns of a report and their formats, without data (for documentation): a preset's come
+    from compiling its query with the default parameters, the others' are declared."""
     from salespulse.analytics.reports import ReportContext, params_model
 
     if report.template is None:
         return dict(report.columns)
-    context = ReportContext(engine, report, params_model(report)())
-    query = context.query(**report.template(context))
-    columns = {c.name: c.format for c in engine.compile(query).columns}
+    spec = report.template(ReportContext(None, report, params_model(report)()))  # type: ignore[arg-type]
+    query = Query.model_validate(spec, context=INTERNAL)
+    everything = WarehouseState(flags=frozenset(DATA_FLAG_MESSAGES))
+    columns = {c.name: c.format for c in Compiler(everything, use_rollups=False).compile(query).columns}
     return {**columns, **report.columns}
 
 
-def example_response(engine: AnalyticsEngine, report: Report) -> dict[str, Any]:
-    columns = report_columns(engine, report)
+def example_response(report: Report) -> dict[str, Any]:
+    columns = report_columns(report)
     row = {name: EXAMPLE_VALUES.get(name, EXAMPLE_VALUES.get(fmt, 1.0)) for name, fmt in columns.items()}
     return {
         "report": report.name,

@@ -69,10 +69,19 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> Fingerprint:
 
 # --- SQL of a rollup over some order lines ---
 
-CUSTOMER_LOOKUP_FIELDS = frozenset(
-    name for r in ROLLUPS for name in r.fields if FIELDS.get(name) and FIELDS[name].lookup == "c"
+STORED_FIELDS = {
+    alias: frozenset(n for r in ROLLUPS for n in r.fields if FIELDS.get(n) and FIELDS[n].lookup == alias)
+    for alias in ("c", "p")
+}
+"""Customer and product fields that rollups store: put on a batch's lines once, so no delta needs a join."""
+CUSTOMER_LOOKUP_FIELDS = STORED_FIELDS["c"]
+ENRICHED_FIELDS = STORED_FIELDS["c"] | STORED_FIELDS["p"]
+PRODUCT_HASH = (
+    "SELECT coalesce(sum(hash(product_id, "
+    + ", ".join(sorted(STORED_FIELDS["p"]))
+    + ")), 0)::VARCHAR FROM products"
 )
-"""Customer fields that rollups store: joined once onto a batch so each rollup's delta needs no join."""
+"""A digest of the product fields stored in rollups: checked at start-up, kept after every batch."""
 
 
 def _key_sql(rollup: Rollup, resolver: Resolver) -> list[tuple[str, str]]:
@@ -123,6 +132,20 @@ def uniform_fields(con: duckdb.DuckDBPyConnection, relation: str = "order_lines"
     return frozenset(name for name, ok in zip(ORDER_UNIFORM_FIELDS, row, strict=True) if ok is not False)
 
 
+def uniform_in(lines: pa.Table) -> frozenset[str]:
+    """uniform_fields for the lines of a few orders (all their lines), computed in Arrow: no query."""
+    lines = lines.append_column("day", pc.cast(lines.column("ordered_at"), pa.date32()))
+    every = pc.CountOptions(mode="all")  # NULL counts as a value, like the '' the rollups store for it
+    counts = lines.group_by("order_id").aggregate(
+        [(f, "count_distinct", every) for f in ORDER_UNIFORM_FIELDS]
+    )
+    return frozenset(
+        f
+        for f in ORDER_UNIFORM_FIELDS
+        if counts.num_rows == 0 or pc.max(counts[f"{f}_count_distinct"]).as_py() <= 1
+    )
+
+
 # --- the state kept beside the rollups ---
 
 
@@ -132,8 +155,9 @@ def read_state(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def write_state(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
-    con.executemany(
-        f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?)", [[key, value] for key, value in values.items()]
+    rows = ", ".join("(?, ?)" for _ in values)
+    con.execute(
+        f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES {rows}", [x for item in values.items() for x in item]
     )
 
 
@@ -222,24 +246,24 @@ def compact_pairs(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"INSERT INTO {PAIRS} SELECT * FROM analytics_folded")
 
 
-# --- the customer fields of a batch, without joining the customers table ---
+# --- the customer and product fields of a batch, without joining their tables ---
 
 
-class CustomerCache:
-    """customer_id -> the customer fields the rollups store, as committed.
+class LookupCache:
+    """key -> the fields of one dimension table that the rollups store, as committed.
 
     Joining the customers table costs several milliseconds per statement however small the batch, so the
-    engine keeps the fields in memory (Arrow columns behind a hashed index) and re-reads only the customers
-    a batch adds, describes, or may have given an earlier first purchase.
+    engine keeps the fields in memory (Arrow columns behind a hashed index) and re-reads only the rows a
+    batch adds, describes, or (for customers) may have given an earlier first purchase.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.fields = sorted(CUSTOMER_LOOKUP_FIELDS)
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str, key: str, fields: frozenset[str]) -> None:
+        self.table, self.key, self.fields = table, key, sorted(fields)
         self.load(con)
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
-        table = con.sql(f"SELECT customer_id, {', '.join(self.fields)} FROM customers").to_arrow_table()
-        self._index = pd.Index(table.column("customer_id").to_numpy(zero_copy_only=False))
+        table = con.sql(f"SELECT {self.key}, {', '.join(self.fields)} FROM {self.table}").to_arrow_table()
+        self._index = pd.Index(table.column(self.key).to_numpy(zero_copy_only=False))
         self._columns = {name: table.column(name).combine_chunks() for name in self.fields}
         self._recent: dict[str, tuple[Any, ...]] = {}
 
@@ -256,9 +280,12 @@ class CustomerCache:
         values = pc.take(self._columns[name], self._positions(ids)).to_pylist()
         return [self._recent[i][number] if i in self._recent else v for i, v in zip(ids, values, strict=True)]
 
+    def rows(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        return dict(zip(ids, zip(*(self.values(ids, f) for f in self.fields), strict=True), strict=True))
+
     def read(self, con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         rows = con.execute(
-            f"SELECT customer_id, {', '.join(self.fields)} FROM customers WHERE customer_id = ANY(?)", [ids]
+            f"SELECT {self.key}, {', '.join(self.fields)} FROM {self.table} WHERE {self.key} = ANY(?)", [ids]
         ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
@@ -268,8 +295,8 @@ class CustomerCache:
             self.load(con)
 
     def enrich(self, lines: pa.Table) -> pa.Table:
-        """``lines`` with the customer fields appended."""
-        ids = lines.column("customer_id").to_pylist()
+        """``lines`` with this table's fields appended."""
+        ids = lines.column(self.key).to_pylist()
         taken = self._positions(ids)
         recent = bool(self._recent) and any(i in self._recent for i in ids)
         for name in self.fields:
@@ -278,6 +305,21 @@ class CustomerCache:
                 column = pa.array(self.values(ids, name), type=self._columns[name].type)
             lines = lines.append_column(name, column)
         return lines
+
+
+class Lookups:
+    """The customer and product caches; ``enrich`` gives order lines every field the rollups store."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.customers = LookupCache(con, "customers", "customer_id", STORED_FIELDS["c"])
+        self.products = LookupCache(con, "products", "product_id", STORED_FIELDS["p"])
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.customers.load(con)
+        self.products.load(con)
+
+    def enrich(self, lines: pa.Table) -> pa.Table:
+        return self.products.enrich(self.customers.enrich(lines))
 
 
 # --- ingest ---
@@ -348,17 +390,19 @@ def maintain(
     con: duckdb.DuckDBPyConnection,
     lines: pa.Table,
     before: BatchSnapshot,
-    cache: CustomerCache,
-    described: list[str],
+    cache: Lookups,
+    described: dict[str, list[str]],
     previous: Fingerprint,
     uniform: frozenset[str],
 ) -> Maintenance:
     """Bring every rollup in step with the batch just written; runs inside the ingest transaction.
 
-    ``lines`` is the batch (registered as ``BATCH``), ``described`` the customers the batch gave fields for.
+    ``lines`` is the batch (registered as ``BATCH``), ``described`` the customers and products the batch
+    gave fields for.
     """
-    moved, first_moved = _refresh_customers(con, lines, before, cache, described)
-    rebuild = before.attributes_change or moved
+    moved, first_moved = _refresh_customers(con, lines, before, cache.customers, described["customers"])
+    products_moved, products_touched = _refresh_products(con, lines, cache.products, described["products"])
+    rebuild = before.attributes_change or moved or products_moved
     keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
     new_lines = lines.filter(pa.array([key not in before.stored_keys for key in keys]))
     prior_orders = _stored_lines(con, f"o.order_id IN (SELECT order_id FROM {BATCH})")
@@ -375,8 +419,7 @@ def maintain(
             if first_moved:
                 _recompute_customers(con, first_moved)
         appended[PAIRS] = _add_pairs(con, cache.enrich(before.orders_before), cache.enrich(whole_orders))
-    with registered(con, analytics_order_lines=whole_orders):
-        uniform = uniform & uniform_fields(con, relation="analytics_order_lines")
+    uniform = uniform & uniform_in(whole_orders)
     (new_hash,) = con.execute(
         f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM order_lines o "
         f"SEMI JOIN {BATCH} b USING (order_id, line)"
@@ -384,12 +427,35 @@ def maintain(
     result = Fingerprint(
         previous.lines + new_lines.num_rows, previous.line_hash + int(new_hash) - before.old_line_hash
     )
-    write_state(con, {"fingerprint": result.encode(), "uniform": ",".join(sorted(uniform))})
+    state = {"fingerprint": result.encode(), "uniform": ",".join(sorted(uniform))}
+    if products_touched:
+        state["products"] = con.execute(PRODUCT_HASH).fetchall()[0][0]
+    write_state(con, state)
     return Maintenance(result, uniform, rebuild, appended)
 
 
+def _refresh_products(
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, cache: LookupCache, described: list[str]
+) -> tuple[bool, bool]:
+    """Re-read the products the batch adds or describes.
+
+    Returns whether a known product's stored fields moved (a category renamed: the rollups are rebuilt),
+    and whether any product row may have changed at all (the products digest is then recomputed).
+    """
+    suspects = sorted(
+        set(cache.unknown(sorted(set(lines.column("product_id").to_pylist())))) | set(described)
+    )
+    if not suspects:
+        return False, False
+    previous = cache.rows(suspects)
+    known = set(suspects) - set(cache.unknown(suspects))
+    now = cache.read(con, suspects)
+    cache.update(con, now)
+    return any(now.get(p, previous[p]) != previous[p] for p in known), True
+
+
 def _refresh_customers(
-    con: duckdb.DuckDBPyConnection, lines: pa.Table, before: BatchSnapshot, cache: CustomerCache,
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, before: BatchSnapshot, cache: LookupCache,
     described: list[str],
 ) -> tuple[bool, list[str]]:  # fmt: skip
     """Re-read the customers the write may have changed.
@@ -409,9 +475,7 @@ def _refresh_customers(
     if not suspects:
         return False, []
     first = dict(zip(suspects, cache.values(suspects, "first_purchase"), strict=True))
-    previous = dict(
-        zip(suspects, zip(*(cache.values(suspects, f) for f in cache.fields), strict=True), strict=True)
-    )
+    previous = cache.rows(suspects)
     now = cache.read(con, suspects)
     cache.update(con, now)
     # A customer without a first purchase had no lines, so no rollup row holds his old fields.
@@ -440,7 +504,7 @@ PRIOR = {"order_id": "analytics_prior_orders", "customer": "analytics_prior_cust
 
 
 def _add_new_lines(
-    con: duckdb.DuckDBPyConnection, cache: CustomerCache, new_lines: pa.Table, prior_orders: pa.Table
+    con: duckdb.DuckDBPyConnection, cache: Lookups, new_lines: pa.Table, prior_orders: pa.Table
 ) -> dict[str, int]:
     """Append to every rollup the delta of the lines whose key was new; returns the rows appended."""
     appended: dict[str, int] = {}
@@ -461,7 +525,7 @@ def _add_new_lines(
         PRIOR["order_id"]: cache.enrich(prior_orders),
         PRIOR["customer"]: cache.enrich(same_months),
     }
-    source = lines_source(NEW_LINES, CUSTOMER_LOOKUP_FIELDS)
+    source = lines_source(NEW_LINES, ENRICHED_FIELDS)
     with registered(con, **relations):
         for rollup in ROLLUPS:
             delta = f"SELECT * FROM ({rollup_select(rollup, source)}) s"
@@ -472,7 +536,7 @@ def _add_new_lines(
                 prior_lines = PRIOR["order_id" if entity == "order_id" else "customer"]
                 if relations[prior_lines].num_rows == 0:
                     continue  # nothing stored shares a pair: the new lines' own distinct count is the delta
-                prior = lines_source(prior_lines, CUSTOMER_LOOKUP_FIELDS)
+                prior = lines_source(prior_lines, ENRICHED_FIELDS)
                 counted = (
                     f"SELECT {', '.join(rollup.key)}, count(*) AS n FROM "
                     f"({_pairs_select(rollup, source, entity)} "

@@ -360,8 +360,9 @@ ORDER_UNIFORM_FIELDS: dict[str, str] = {
     "customer_id": "o.customer_id",
     "day": "CAST(o.ordered_at AS DATE)",
     "channel": "o.channel",
-    "salesman_id": "o.salesman_id",
-    "distributor_id": "o.distributor_id",
+    # An empty value counts as a value: rollups keep it apart ('') from every named one.
+    "salesman_id": "coalesce(o.salesman_id, '')",
+    "distributor_id": "coalesce(o.distributor_id, '')",
 }
 """Line fields whose constancy within an order is checked, with their SQL over ``order_lines o``."""
 
@@ -384,7 +385,13 @@ class Rollup:
 ADDITIVE = ("revenue", "units", "profit", "costed_revenue", "lines")
 
 ROLLUPS: tuple[Rollup, ...] = (
-    Rollup("agg_day_product", "day", ("product_id", "region"), description="Category and product by day."),
+    Rollup("agg_day_product", "day", ("product_id", "region"), description="Products by day."),
+    Rollup(
+        "agg_day_category",
+        "day",
+        ("category", "subcategory", "region", "channel"),
+        description="Categories by day (the sales-by-category reports).",
+    ),
     Rollup(
         "agg_day_salesman",
         "day",
