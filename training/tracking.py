@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
@@ -30,6 +32,40 @@ def configure_mlflow() -> str:
         mlflow.create_experiment(settings.mlflow_experiment, artifact_location=artifact_location)
     mlflow.set_experiment(settings.mlflow_experiment)
     return uri
+
+
+def log_model_from_code(
+    *,
+    model_code: str,
+    artifact_name: str,
+    save_artifact: Callable[[Path], None],
+    registered_model_name: str,
+    signature: Any,
+    input_example: Any,
+    requirements: list[str],
+) -> mlflow.models.model.ModelInfo:
+    """Log a pyfunc model as "models from code" (MLflow 3's recommended form: no pickled Python object) to
+    the active run and register it.
+
+    ``model_code`` is a tiny module that imports only ``salespulse`` and calls ``set_model``; the fitted
+    state is the folder ``save_artifact`` writes, handed to the model's ``load_context`` as
+    ``artifact_name``. Requirements are declared rather than inferred: inference loads the model in a
+    subprocess (seconds) and would list salespulse, the project itself, which no index can install.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        code = Path(scratch) / f"{artifact_name}_model.py"
+        code.write_text(model_code)
+        artifact = Path(scratch) / artifact_name
+        save_artifact(artifact)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=code,
+            artifacts={artifact_name: str(artifact)},
+            signature=signature,
+            input_example=input_example,
+            registered_model_name=registered_model_name,
+            pip_requirements=requirements,
+        )
 
 
 def champion_version(name: str) -> ModelVersion | None:

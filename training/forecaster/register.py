@@ -8,9 +8,6 @@ two-line code file that imports only ``salespulse``, and the folder ``Forecaster
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import duckdb
 import holidays
 import lightgbm
@@ -24,6 +21,7 @@ from mlflow.models.model import ModelInfo
 from salespulse.features.series import Panel
 from salespulse.modeling.forecaster import FORECASTER_ARTIFACT, Forecaster, model_signature
 from training.forecaster.evaluate import Backtest, forecast_windows, wape
+from training.tracking import log_model_from_code
 
 MODEL_CODE = '''"""Builds the sales forecaster when MLflow loads the model; only salespulse is imported."""
 
@@ -38,22 +36,15 @@ EXAMPLE_SERIES = 2
 
 def log_forecaster(forecaster: Forecaster, panel: Panel, model_name: str) -> ModelInfo:
     """Log ``forecaster`` to the active run (signature, input example) and register it as ``model_name``."""
-    with tempfile.TemporaryDirectory() as scratch:
-        code = Path(scratch) / "sales_forecaster.py"
-        code.write_text(MODEL_CODE)
-        artifact = Path(scratch) / FORECASTER_ARTIFACT
-        forecaster.save(artifact)
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=code,
-            artifacts={FORECASTER_ARTIFACT: str(artifact)},
-            signature=model_signature(forecaster.horizon),
-            input_example=input_example(forecaster, panel),
-            registered_model_name=model_name,
-            # Declared, not inferred: inference loads the model in a subprocess (seconds) and would list
-            # salespulse, which is the project itself, not a package an index can install.
-            pip_requirements=model_requirements(),
-        )
+    return log_model_from_code(
+        model_code=MODEL_CODE,
+        artifact_name=FORECASTER_ARTIFACT,
+        save_artifact=forecaster.save,
+        registered_model_name=model_name,
+        signature=model_signature(forecaster.horizon),
+        input_example=input_example(forecaster, panel),
+        requirements=model_requirements(),
+    )
 
 
 def input_example(forecaster: Forecaster, panel: Panel) -> pd.DataFrame:

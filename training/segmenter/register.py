@@ -8,9 +8,6 @@ two-line code file that imports only ``salespulse``, and the folder ``Segmentati
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import joblib
 import mlflow
 import numpy as np
@@ -24,6 +21,7 @@ from mlflow.types import ColSpec, Schema
 from salespulse.features.customers import FEATURE_NAMES
 from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, Segmentation
 from training.segmenter.train import silhouette_on_sample
+from training.tracking import log_model_from_code
 
 MODEL_CODE = '''"""Builds the customer segmenter when MLflow loads the model; only salespulse is imported."""
 
@@ -51,23 +49,15 @@ SIGNATURE = ModelSignature(
 
 def log_segmenter(segmentation: Segmentation, features: pd.DataFrame, model_name: str) -> ModelInfo:
     """Log ``segmentation`` to the active run (signature, input example) and register it as ``model_name``."""
-    example = features.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        code = Path(scratch) / "customer_segmenter.py"
-        code.write_text(MODEL_CODE)
-        artifact = Path(scratch) / SEGMENTATION_ARTIFACT
-        segmentation.save(artifact)
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=code,
-            artifacts={SEGMENTATION_ARTIFACT: str(artifact)},
-            signature=SIGNATURE,
-            input_example=example,
-            registered_model_name=model_name,
-            # Declared, not inferred: inference loads the model in a subprocess (seconds) and would list
-            # salespulse, which is the project itself, not a package an index can install.
-            pip_requirements=model_requirements(),
-        )
+    return log_model_from_code(
+        model_code=MODEL_CODE,
+        artifact_name=SEGMENTATION_ARTIFACT,
+        save_artifact=segmentation.save,
+        registered_model_name=model_name,
+        signature=SIGNATURE,
+        input_example=features.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True),
+        requirements=model_requirements(),
+    )
 
 
 def model_requirements() -> list[str]:
