@@ -50,7 +50,7 @@ CACHED = REPO_ROOT / "data" / "bench" / "warehouse-10m.duckdb"
 CONFIG = GeneratorConfig(rows=10_000_000, customers=200_000, end_date=date(2025, 11, 20))
 API_KEY = "bench-key"
 BATCH_LINES = 1_000
-console = Console()
+console = Console(width=140)
 
 
 # --- the warehouse and the server ---
@@ -544,6 +544,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="1,000-line batches per ingest run")
     parser.add_argument("--senders", type=int, default=4, help="concurrent senders in the second ingest run")
     parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--only-ingest", action="store_true", help="skip the report timings and pandas")
     parser.add_argument("--reports", nargs="*", help="only these reports")
     args = parser.parse_args()
     console.print(
@@ -563,7 +564,7 @@ def main() -> None:
                     for name in list(REGISTRY):
                         if name not in args.reports:
                             REGISTRY.pop(name)
-                http = time_reports(client, args.requests, args.warmup)
+                http = {} if args.only_ingest else time_reports(client, args.requests, args.warmup)
             runs = []
             plan = [(1, 0.2), (args.senders, 0.2), (args.senders, 0.0)] if args.senders > 1 else [(1, 0.2)]
             for day, (senders, read_every) in enumerate(plan, start=1):
@@ -571,7 +572,8 @@ def main() -> None:
                 runs.append(ingest(server.url, bodies, senders=senders, read_every=read_every))
         finally:
             server.stop()
-        pandas_ms, load_seconds = ({}, 0.0) if args.skip_pandas else time_pandas(CACHED, set(http))
+        skip = args.skip_pandas or args.only_ingest
+        pandas_ms, load_seconds = ({}, 0.0) if skip else time_pandas(CACHED, set(http))
 
     print_results(http, pandas_ms, load_seconds, runs, args)
     console.print(
@@ -604,7 +606,8 @@ def print_results(
             f"{ratio:,.0f}x" if ratio else "-",
             style="red" if p50 > 100 or p95 > 300 else None,
         )
-    console.print(table)
+    if http:
+        console.print(table)
     p50s = [percentile(s, 50) for s in http.values()]
     p95s = [percentile(s, 95) for s in http.values()]
     console.print(

@@ -281,6 +281,8 @@ def test_oversized_bodies_and_batches_are_refused(
 # --- the rollups stay exact whatever a batch does ---
 
 CHECKS = [
+    {"measures": ["orders", "revenue"], "dimensions": ["state"]},
+    {"measures": ["orders"], "dimensions": ["region"], "time_dimension": {"grain": "month"}},
     {
         "measures": ["revenue", "units"],
         "dimensions": ["category", "subcategory", "channel"],
@@ -367,6 +369,11 @@ def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engi
     )
     assert (result["inserted"], result["updated"]) == (1, 1)
     assert_rollups_exact(engine)
+    # one order over two days, with and without a distributor: orders can no longer be added up over days
+    # or distributors, and the router stops doing so
+    post([sale("RT-MIX", 1, distributor_id="D-0002"), sale("RT-MIX", 2, ordered_at="2025-07-03T10:00:00")])
+    assert {"day", "distributor_id"}.isdisjoint(engine.state.uniform)
+    assert_rollups_exact(engine)
     # a sale dated before a customer's first purchase: his first purchase, and so his rows, move
     backdated = post([sale("RT-OLD", 1, customer_id="C-0000008", ordered_at="2023-01-05T10:00:00")])
     assert not backdated["rollups_rebuilt"]
@@ -394,8 +401,14 @@ def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engi
     )
     assert described["rollups_rebuilt"]
     assert_rollups_exact(engine)
-    for batch in range(12):  # enough appended rows to make the engine fold them (compact_after_rows=40)
+    for batch in range(12):
         post([sale(f"RT-B{batch}", n, product_id=f"P-{n:05d}") for n in range(1, 6)])
+    assert_rollups_exact(engine)
+    with engine.cursor() as con:
+        before = sum(con.execute(f"SELECT count(*) FROM {r.name}").fetchall()[0][0] for r in ROLLUPS)
+        engine.compact()  # fold the appended delta rows: fewer rows, the same answers
+        after = sum(con.execute(f"SELECT count(*) FROM {r.name}").fetchall()[0][0] for r in ROLLUPS)
+    assert after < before
     assert_rollups_exact(engine)
 
 

@@ -82,7 +82,7 @@ class AnalyticsEngine:
         *,
         use_rollups: bool = True,
         max_batch_lines: int = 10_000,
-        compact_after_rows: int = 50_000,
+        compact_after_rows: int = 20_000,
     ) -> None:
         self._con = con
         self._write_lock = threading.Lock()
@@ -95,8 +95,7 @@ class AnalyticsEngine:
         self.linger_seconds = 0.02
         self._last_group_at = float("-inf")
         self._last_group_size = 1
-        self._appended: dict[str, int] = {}
-        self._appended_since: date | None = None
+        self._appended: dict[str, tuple[int, date]] = {}
         self.state = WarehouseState()
         self._fingerprint = rollups.Fingerprint(0, 0)
         self.refresh()
@@ -354,8 +353,9 @@ class AnalyticsEngine:
                 self._lookups.load(con)
             first_day = pc.min(lines.column("ordered_at")).as_py().date()
             self._note_appended(maintenance, first_day)
-            if max(self._appended.values(), default=0) >= self.compact_after_rows:
-                self._compact(con)
+            due = self._due_for_compaction()
+            if due:
+                self._compact(con, due)
             self.state = replace(self.state, uniform=maintenance.uniform, rollups=rollups.row_counts(con))
         seconds = time.perf_counter() - started
         changed = set(
@@ -383,30 +383,42 @@ class AnalyticsEngine:
         return results
 
     def _note_appended(self, maintenance: rollups.Maintenance, first_day: date) -> None:
+        """Count the delta rows appended per table, and the earliest day they may touch."""
         if maintenance.rebuilt:
-            self._appended, self._appended_since = {}, None
+            self._appended = {}
             return
         for name, count in maintenance.appended.items():
-            self._appended[name] = self._appended.get(name, 0) + count
-        since = self._appended_since
-        self._appended_since = first_day if since is None else min(since, first_day)
+            if count:
+                total, since = self._appended.get(name, (0, first_day))
+                self._appended[name] = (total + count, min(since, first_day))
 
-    def _compact(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _due_for_compaction(self) -> list[str]:
+        """Tables whose appended rows reached the threshold, or a tenth of their size: a big table is
+        folded less often (it costs more, and the extra rows weigh less on its reads)."""
+        rows = self.state.rollups
+        return [
+            name
+            for name, (count, _) in self._appended.items()
+            if count >= max(self.compact_after_rows, rows.get(name, 0) // 10)
+        ]
+
+    def _compact(self, con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         """Fold the delta rows that ingests appended (one transaction; readers see before or after)."""
-        since = self._appended_since
-        if since is not None:
-            since = since.replace(day=1)  # a month rollup's rows are dated the first of the month
+        by_name = {r.name: r for r in rollups.ROLLUPS}
         with transaction(con):
-            for rollup in rollups.ROLLUPS:
-                if self._appended.get(rollup.name):
-                    rollups.compact(con, rollup, since)
-            if self._appended.get(rollups.PAIRS):
-                rollups.compact_pairs(con)
-        self._appended, self._appended_since = {}, None
+            for name in names:
+                since = self._appended[name][1].replace(day=1)  # month rows are dated the 1st
+                if name == rollups.PAIRS:
+                    rollups.compact_pairs(con)
+                else:
+                    rollups.compact(con, by_name[name], since)
+        for name in names:
+            del self._appended[name]
 
     def compact(self) -> None:
+        """Fold every table's appended rows now."""
         with self._write_lock, self.cursor() as con:
-            self._compact(con)
+            self._compact(con, list(self._appended))
 
     def _widen(self, lines: pa.Table) -> None:
         times = lines.column("ordered_at")

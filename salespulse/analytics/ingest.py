@@ -226,28 +226,28 @@ LINE_SCHEMA = pa.schema(
 
 
 def lines_table(batch: SalesBatch) -> pa.Table:
-    rows: dict[str, list] = {name: [] for name in LINE_SCHEMA.names}
-    for line in batch.lines:
-        revenue = (
-            line.revenue
-            if line.revenue is not None
-            else line.quantity * line.unit_price * (1 - line.discount)
-        )
-        cost = (
-            line.cost
-            if line.cost is not None
-            else (revenue - line.profit if line.profit is not None else None)
-        )
-        values = line.model_dump()
-        values.update(
-            revenue=revenue,
-            cost=cost,
-            profit=revenue - cost if cost is not None else None,
-            channel=line.channel or ("trade" if line.distributor_id else "direct"),
-        )
-        for name in LINE_SCHEMA.names:
-            rows[name].append(values[name])
-    return pa.table(rows, schema=LINE_SCHEMA)
+    """The batch as the warehouse's order-line columns, with the derived values filled in."""
+    lines = batch.lines
+    revenue = [
+        line.revenue if line.revenue is not None else line.quantity * line.unit_price * (1 - line.discount)
+        for line in lines
+    ]
+    cost = [
+        line.cost if line.cost is not None else (r - line.profit if line.profit is not None else None)
+        for line, r in zip(lines, revenue, strict=True)
+    ]
+    columns = {
+        name: [getattr(line, name) for line in lines]
+        for name in LINE_SCHEMA.names
+        if name in SaleLine.model_fields
+    }
+    columns.update(
+        revenue=revenue,
+        cost=cost,
+        profit=[r - c if c is not None else None for r, c in zip(revenue, cost, strict=True)],
+        channel=[line.channel or ("trade" if line.distributor_id else "direct") for line in lines],
+    )
+    return pa.table({name: columns[name] for name in LINE_SCHEMA.names}, schema=LINE_SCHEMA)
 
 
 def customers_table(batch: SalesBatch) -> pa.Table | None:
