@@ -653,7 +653,10 @@ def write_results(path: Path, run: Record) -> None:
             "workers": 1,
             "omp_num_threads": 1,
         },
-        "load_average": {"before": run.load[0], "after": run.load[1]},
+        "load_average": {
+            "before": [round(x, 2) for x in run.load[0]],
+            "after": [round(x, 2) for x in run.load[1]],
+        },
         "results": {key: asdict(value) for key, value in results.items()},
         "rounds": {key: [asdict(m) for m in measured] for key, measured in run.rounds.items()},
         "ratios_to_mlflow_serve": {
