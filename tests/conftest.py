@@ -30,3 +30,17 @@ def cli_env(isolated_settings: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real MLflow tracking store and registry (SQLite) of the test module's own."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SALESPULSE_MLFLOW_TRACKING_URI", uri)
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("SALESPULSE_MLFLOW_ARTIFACT_ROOT", str(root / "artifacts"))
+        get_settings.cache_clear()
+        yield root
+    get_settings.cache_clear()

@@ -61,19 +61,6 @@ def con(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SALESPULSE_MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("SALESPULSE_MLFLOW_ARTIFACT_ROOT", str(root / "artifacts"))
-        get_settings.cache_clear()
-        yield root
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
 def first_run(mlflow_store: Path, warehouse: Path) -> ForecasterResult:
     return run(progress=False, warehouse=warehouse)
 

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from salespulse.config import get_settings
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
 from salespulse.features.customers import FEATURE_NAMES, customer_features, validate_features
 from salespulse.modeling.segmenter import CustomerSegmenter, Segmentation
@@ -49,19 +47,6 @@ def features(warehouse: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def trained(features: pd.DataFrame) -> TrainedSegmentation:
     return train_segmentation(features, seed=0)
-
-
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SALESPULSE_MLFLOW_TRACKING_URI", uri)
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("SALESPULSE_MLFLOW_ARTIFACT_ROOT", str(root / "artifacts"))
-        get_settings.cache_clear()
-        yield root
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
