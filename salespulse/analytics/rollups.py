@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -254,8 +255,12 @@ class LookupCache:
 
     Joining the customers table costs several milliseconds per statement however small the batch, so the
     engine keeps the fields in memory (Arrow columns behind a hashed index) and re-reads only the rows a
-    batch adds, describes, or (for customers) may have given an earlier first purchase.
+    batch adds, describes, or (for customers) may have given an earlier first purchase. Re-read rows are
+    kept in a small overlay (Arrow too) that wins over the loaded columns until the next full load.
     """
+
+    OVERLAY_LIMIT = 5_000
+    """Re-read rows kept apart before the whole table is loaded again."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, table: str, key: str, fields: frozenset[str]) -> None:
         self.table, self.key, self.fields = table, key, sorted(fields)
@@ -263,25 +268,40 @@ class LookupCache:
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         table = con.sql(f"SELECT {self.key}, {', '.join(self.fields)} FROM {self.table}").to_arrow_table()
-        self._index = pd.Index(table.column(self.key).to_numpy(zero_copy_only=False))
-        self._columns = {name: table.column(name).combine_chunks() for name in self.fields}
+        self._index, self._columns = self._indexed(table)
         self._recent: dict[str, tuple[Any, ...]] = {}
+        self._overlay_index, self._overlay = self._indexed(table.slice(0, 0))
 
-    def _positions(self, ids: list[str]) -> pa.Array:
+    def _indexed(self, table: pa.Table) -> tuple[pd.Index, dict[str, pa.Array]]:
+        index = pd.Index(table.column(self.key).to_numpy(zero_copy_only=False))
+        return index, {name: table.column(name).combine_chunks() for name in self.fields}
+
+    def _columns_for(self, ids: list[str] | np.ndarray, names: list[str]) -> list[pa.Array]:
+        """The fields for each id (null where unknown): the overlay's value, else the loaded one."""
         positions = self._index.get_indexer(ids)
-        return pa.array(positions, mask=positions < 0)
+        columns = [pc.take(self._columns[name], pa.array(positions, mask=positions < 0)) for name in names]
+        if not self._recent:
+            return columns
+        recent = self._overlay_index.get_indexer(ids)
+        found = recent >= 0
+        if not found.any():
+            return columns
+        taken = pa.array(recent, mask=~found)
+        return [
+            pc.if_else(pa.array(found), pc.take(self._overlay[name], taken), column)
+            for name, column in zip(names, columns, strict=True)
+        ]
 
     def unknown(self, ids: list[str]) -> list[str]:
         known = self._index.get_indexer(ids) >= 0
         return [i for i, k in zip(ids, known, strict=True) if not k and i not in self._recent]
 
     def values(self, ids: list[str], name: str) -> list[Any]:
-        number = self.fields.index(name)
-        values = pc.take(self._columns[name], self._positions(ids)).to_pylist()
-        return [self._recent[i][number] if i in self._recent else v for i, v in zip(ids, values, strict=True)]
+        return self._columns_for(ids, [name])[0].to_pylist()
 
     def rows(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-        return dict(zip(ids, zip(*(self.values(ids, f) for f in self.fields), strict=True), strict=True))
+        columns = [column.to_pylist() for column in self._columns_for(ids, self.fields)]
+        return dict(zip(ids, zip(*columns, strict=True), strict=True))
 
     def read(self, con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         rows = con.execute(
@@ -290,19 +310,23 @@ class LookupCache:
         return {row[0]: tuple(row[1:]) for row in rows}
 
     def update(self, con: duckdb.DuckDBPyConnection, values: dict[str, tuple[Any, ...]]) -> None:
+        if not values:
+            return
         self._recent.update(values)
-        if len(self._recent) > 50_000:
+        if len(self._recent) > self.OVERLAY_LIMIT:
             self.load(con)
+            return
+        keys = list(self._recent)
+        overlay = {self.key: pa.array(keys, pa.string())} | {
+            name: pa.array([self._recent[k][n] for k in keys], type=self._columns[name].type)
+            for n, name in enumerate(self.fields)
+        }
+        self._overlay_index, self._overlay = self._indexed(pa.table(overlay))
 
     def enrich(self, lines: pa.Table) -> pa.Table:
         """``lines`` with this table's fields appended."""
-        ids = lines.column(self.key).to_pylist()
-        taken = self._positions(ids)
-        recent = bool(self._recent) and any(i in self._recent for i in ids)
-        for name in self.fields:
-            column = pc.take(self._columns[name], taken)
-            if recent:
-                column = pa.array(self.values(ids, name), type=self._columns[name].type)
+        ids = lines.column(self.key).to_numpy(zero_copy_only=False)
+        for name, column in zip(self.fields, self._columns_for(ids, self.fields), strict=True):
             lines = lines.append_column(name, column)
         return lines
 
@@ -334,6 +358,8 @@ class BatchSnapshot:
     """Stored lines that the batch replaces with different values."""
     orders_before: pa.Table
     """Every stored line of the batch's orders."""
+    prior_orders: pa.Table
+    """The stored lines of the batch's orders that the batch leaves as they are."""
     old_line_hash: int
     attributes_change: bool
     """The batch gives a known customer another region, state, city or zip."""
@@ -368,6 +394,7 @@ def snapshot(con: duckdb.DuckDBPyConnection, customers: str | None) -> BatchSnap
         frozenset(keys),
         changed,
         stored.drop_columns(extra),
+        stored.filter(pc.invert(stored.column("__replaced"))).drop_columns(extra),
         sum(replaced.column("__hash").to_pylist()),
         attributes_change,
     )
@@ -384,6 +411,8 @@ class Maintenance:
     rebuilt: bool
     appended: dict[str, int]
     """Delta rows appended per table (see compact)."""
+    only_appended: bool
+    """No row was deleted or rewritten: each table grew by its appended rows."""
 
 
 def maintain(
@@ -405,7 +434,7 @@ def maintain(
     rebuild = before.attributes_change or moved or products_moved
     keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
     new_lines = lines.filter(pa.array([key not in before.stored_keys for key in keys]))
-    prior_orders = _stored_lines(con, f"o.order_id IN (SELECT order_id FROM {BATCH})")
+    prior_orders = before.prior_orders
     whole_orders = pa.concat_tables([lines, prior_orders.select(lines.column_names).cast(lines.schema)])
     appended: dict[str, int] = {}
     if rebuild:
@@ -420,10 +449,8 @@ def maintain(
                 _recompute_customers(con, first_moved)
         appended[PAIRS] = _add_pairs(con, cache.enrich(before.orders_before), cache.enrich(whole_orders))
     uniform = uniform & uniform_in(whole_orders)
-    (new_hash,) = con.execute(
-        f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM order_lines o "
-        f"SEMI JOIN {BATCH} b USING (order_id, line)"
-    ).fetchall()[0]
+    # The batch holds its lines exactly as stored (same values, same types), so it hashes like them.
+    (new_hash,) = con.execute(f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM {BATCH} o").fetchall()[0]
     result = Fingerprint(
         previous.lines + new_lines.num_rows, previous.line_hash + int(new_hash) - before.old_line_hash
     )
@@ -431,7 +458,8 @@ def maintain(
     if products_touched:
         state["products"] = con.execute(PRODUCT_HASH).fetchall()[0][0]
     write_state(con, state)
-    return Maintenance(result, uniform, rebuild, appended)
+    only_appended = not (rebuild or before.changed_old.num_rows or first_moved)
+    return Maintenance(result, uniform, rebuild, appended, only_appended)
 
 
 def _refresh_products(
@@ -500,7 +528,8 @@ def _stored_lines(
 
 
 NEW_LINES = "analytics_new_lines"
-PRIOR = {"order_id": "analytics_prior_orders", "customer": "analytics_prior_customers"}
+PRIOR_ORDERS = "analytics_prior_orders"
+PRIOR_DAYS = "analytics_prior_days"
 
 
 def _add_new_lines(
@@ -510,50 +539,77 @@ def _add_new_lines(
     appended: dict[str, int] = {}
     if new_lines.num_rows == 0:
         return appended
-    # A stored line shares a (key, day) or (key, customer) pair with a new line only if it is of the same
-    # customer (every such rollup is keyed by customer) and in the same month.
-    days = pc.cast(new_lines.column("ordered_at"), pa.date32())
-    low = pc.min(days).as_py().replace(day=1)
-    high = (pc.max(days).as_py().replace(day=28) + timedelta(days=4)).replace(day=1)
-    same_months = _stored_lines(
-        con,
-        f"o.ordered_at >= ? AND o.ordered_at < ? AND o.customer_id IN (SELECT customer_id FROM {BATCH})",
-        [datetime.combine(low, datetime.min.time()), datetime.combine(high, datetime.min.time())],
-    )
     relations = {
         NEW_LINES: cache.enrich(new_lines),
-        PRIOR["order_id"]: cache.enrich(prior_orders),
-        PRIOR["customer"]: cache.enrich(same_months),
+        PRIOR_ORDERS: cache.enrich(prior_orders),
+        PRIOR_DAYS: cache.enrich(_same_days(con, new_lines)),
     }
     source = lines_source(NEW_LINES, ENRICHED_FIELDS)
     with registered(con, **relations):
         for rollup in ROLLUPS:
             delta = f"SELECT * FROM ({rollup_select(rollup, source)}) s"
             for name in (c for c in rollup.components if COMPONENTS[c].entity is not None):
-                entity = COMPONENTS[name].entity or ""
-                if entity != "order_id" and "customer_id" not in rollup.fields:
-                    raise NotImplementedError("a count of days or customers needs a rollup keyed by customer")
-                prior_lines = PRIOR["order_id" if entity == "order_id" else "customer"]
-                if relations[prior_lines].num_rows == 0:
-                    continue  # nothing stored shares a pair: the new lines' own distinct count is the delta
-                prior = lines_source(prior_lines, ENRICHED_FIELDS)
-                counted = (
-                    f"SELECT {', '.join(rollup.key)}, count(*) AS n FROM "
-                    f"({_pairs_select(rollup, source, entity)} "
-                    f"EXCEPT {_pairs_select(rollup, prior, entity)}) "
-                    f"GROUP BY {', '.join(rollup.key)}"
-                )
-                # The new lines' own distinct count becomes the count of pairs no stored line had.
-                delta = (
-                    f"SELECT s.* REPLACE (coalesce(x.n, 0) AS {name}) FROM ({delta}) s "
-                    f"LEFT JOIN ({counted}) x ON {_matches('s', 'x', rollup.key)}"
-                )
+                delta = _only_new_pairs(rollup, name, delta, source, relations)
             # Appended, not merged: a key may have several rows, and every read aggregates them anyway
             # (sums add, min/max widen, distinct deltas count only new pairs). An append is far cheaper
             # than an update in DuckDB; compact() folds the rows again.
             (count,) = con.execute(f"INSERT INTO {rollup.name} BY NAME {delta}").fetchall()[0]
             appended[rollup.name] = count
     return appended
+
+
+def _same_days(con: duckdb.DuckDBPyConnection, new_lines: pa.Table) -> pa.Table:
+    """Stored lines of the new lines' customers on the new lines' days: all that can share a
+    (customer, day) pair with them."""
+    days = pc.cast(new_lines.column("ordered_at"), pa.date32())
+    low = datetime.combine(pc.min(days).as_py(), datetime.min.time())
+    high = datetime.combine(pc.max(days).as_py() + timedelta(days=1), datetime.min.time())
+    return _stored_lines(
+        con,
+        f"o.ordered_at >= ? AND o.ordered_at < ? AND o.customer_id IN (SELECT customer_id FROM {BATCH})",
+        [low, high],
+    )
+
+
+def _only_new_pairs(
+    rollup: Rollup, name: str, delta: str, source: Source, relations: dict[str, pa.Table]
+) -> str:
+    """``delta`` (the new lines' rows of ``rollup``) with the distinct count ``name`` made a delta too: the
+    number of (key, entity) pairs that no stored line had.
+
+    Three cases, from cheapest: the entity is part of the key (a customer count in a rollup keyed by
+    customer), so a pair is stored exactly when the rollup already has a row for the key; the entity is the
+    order, so only the other stored lines of the batch's orders can share a pair; the entity is the day, so
+    only stored lines of the same customer (every such rollup is keyed by customer) on the same day can.
+    """
+    entity = COMPONENTS[name].entity or ""
+    if entity in rollup.fields:
+        # The semi join builds on the few new keys, and its key ranges prune the rollup's scan (a timed
+        # rollup is stored in time order).
+        stored_keys = (
+            f"SELECT DISTINCT {', '.join(f'r.{k}' for k in rollup.key)} FROM {rollup.name} r "
+            f"SEMI JOIN ({delta}) d ON {_matches('r', 'd', rollup.key)}"
+        )
+        return (
+            f"SELECT s.* REPLACE (CASE WHEN x.{rollup.key[0]} IS NULL THEN s.{name} ELSE 0 END AS {name}) "
+            f"FROM ({delta}) s LEFT JOIN ({stored_keys}) x ON {_matches('s', 'x', rollup.key)}"
+        )
+    if entity != "order_id" and not (entity == "day" and "customer_id" in rollup.fields):
+        raise NotImplementedError("a count of days needs a rollup keyed by customer")
+    prior_lines = PRIOR_ORDERS if entity == "order_id" else PRIOR_DAYS
+    if relations[prior_lines].num_rows == 0:
+        return delta  # nothing stored shares a pair: the new lines' own distinct count is the delta
+    prior = lines_source(prior_lines, ENRICHED_FIELDS)
+    counted = (
+        f"SELECT {', '.join(rollup.key)}, count(*) AS n FROM "
+        f"({_pairs_select(rollup, source, entity)} "
+        f"EXCEPT {_pairs_select(rollup, prior, entity)}) "
+        f"GROUP BY {', '.join(rollup.key)}"
+    )
+    return (
+        f"SELECT s.* REPLACE (coalesce(x.n, 0) AS {name}) FROM ({delta}) s "
+        f"LEFT JOIN ({counted}) x ON {_matches('s', 'x', rollup.key)}"
+    )
 
 
 def _recompute_customers(con: duckdb.DuckDBPyConnection, customers: list[str]) -> None:
