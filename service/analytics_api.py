@@ -229,15 +229,12 @@ def create_analytics_app(engine: AnalyticsEngine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = None
         if getattr(app.state, "engine", None) is None:
-            settings = get_settings()
             own = connect()
-            app.state.engine = AnalyticsEngine(
-                own,
-                use_rollups=settings.analytics_rollups,
-                max_batch_lines=settings.analytics_max_batch_lines,
-            )
+            app.state.engine = AnalyticsEngine.configured(own)
+            app.state.engine.start_housekeeping(get_settings().analytics_idle_seconds)
         yield
         if own is not None:
+            app.state.engine.stop_housekeeping()
             own.close()
 
     app = FastAPI(

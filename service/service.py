@@ -88,11 +88,9 @@ class SalesPulse:
         self.segmenter = ModelSlot(load_served(self.segmenter_model))
         # A mounted app's lifespan does not run, so the service hands the analytics app its engine, on the
         # same connection: reports see sales the moment an ingest commits.
-        analytics_app.state.engine = AnalyticsEngine(
-            self.warehouse.connection,
-            use_rollups=settings.analytics_rollups,
-            max_batch_lines=settings.analytics_max_batch_lines,
-        )
+        self.analytics = AnalyticsEngine.configured(self.warehouse.connection)
+        self.analytics.start_housekeeping(settings.analytics_idle_seconds)
+        analytics_app.state.engine = self.analytics
         self._start_watcher()
         # Long-lived objects (models, connection) never die: keep them out of every full GC pass.
         gc.collect()
@@ -271,6 +269,11 @@ class SalesPulse:
         """Load the models that now hold the champion alias; requests in flight finish on the old ones."""
         require_key(x_api_key)
         return {"models": [slot.reload_from_registry() for slot in self._slots()]}
+
+    @bentoml.on_shutdown
+    def _finish_housekeeping(self) -> None:
+        """Let a running fold or checkpoint finish before the process goes."""
+        self.analytics.stop_housekeeping()
 
     # ---------------------------------------------------------------- internals
 

@@ -525,6 +525,35 @@ def test_concurrent_batches_are_each_written_whole(engine: AnalyticsEngine) -> N
     assert_rollups_exact(engine)
 
 
+def test_a_pause_in_ingest_folds_the_rollups_and_checkpoints(engine: AnalyticsEngine, tmp_path: Path) -> None:
+    """Below the inline threshold, delta rows wait for a pause; then the housekeeper folds them and writes
+    the log into the file, and the answers stay the same."""
+    import time
+
+    from salespulse.analytics.ingest import SalesBatch
+
+    engine.compact_after_rows = 1_000_000
+    wal = tmp_path / "copy.duckdb.wal"  # the engine fixture's warehouse
+    with engine.cursor() as con:
+        con.execute("CHECKPOINT")
+    rows_before = sum(engine.state.rollups.values())
+    for batch in range(4):
+        engine.ingest(SalesBatch.model_validate({"lines": [sale(f"RT-H{batch}", n) for n in range(1, 6)]}))
+    grown = sum(engine.state.rollups.values())
+    assert grown > rows_before and wal.exists() and wal.stat().st_size > 0
+    engine.start_housekeeping(idle_seconds=0.2)
+    try:
+        deadline = time.monotonic() + 30
+        while (engine._appended or engine._unsaved) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        engine.stop_housekeeping()
+    assert not engine._appended and not engine._unsaved
+    assert sum(engine.state.rollups.values()) < grown
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert_rollups_exact(engine)
+
+
 def test_the_app_can_be_given_its_engine_after_it_is_created(engine: AnalyticsEngine) -> None:
     """As the BentoML service does: the app exists at import, the engine comes with the service."""
     app = create_analytics_app()

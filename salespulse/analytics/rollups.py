@@ -276,7 +276,7 @@ class LookupCache:
         index = pd.Index(table.column(self.key).to_numpy(zero_copy_only=False))
         return index, {name: table.column(name).combine_chunks() for name in self.fields}
 
-    def _columns_for(self, ids: list[str] | np.ndarray, names: list[str]) -> list[pa.Array]:
+    def columns_for(self, ids: list[str] | np.ndarray, names: list[str]) -> list[pa.Array]:
         """The fields for each id (null where unknown): the overlay's value, else the loaded one."""
         positions = self._index.get_indexer(ids)
         columns = [pc.take(self._columns[name], pa.array(positions, mask=positions < 0)) for name in names]
@@ -297,10 +297,10 @@ class LookupCache:
         return [i for i, k in zip(ids, known, strict=True) if not k and i not in self._recent]
 
     def values(self, ids: list[str], name: str) -> list[Any]:
-        return self._columns_for(ids, [name])[0].to_pylist()
+        return self.columns_for(ids, [name])[0].to_pylist()
 
     def rows(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-        columns = [column.to_pylist() for column in self._columns_for(ids, self.fields)]
+        columns = [column.to_pylist() for column in self.columns_for(ids, self.fields)]
         return dict(zip(ids, zip(*columns, strict=True), strict=True))
 
     def read(self, con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[Any, ...]]:
@@ -326,9 +326,13 @@ class LookupCache:
     def enrich(self, lines: pa.Table) -> pa.Table:
         """``lines`` with this table's fields appended."""
         ids = lines.column(self.key).to_numpy(zero_copy_only=False)
-        for name, column in zip(self.fields, self._columns_for(ids, self.fields), strict=True):
+        for name, column in zip(self.fields, self.columns_for(ids, self.fields), strict=True):
             lines = lines.append_column(name, column)
         return lines
+
+
+KEYS_ONLY = {"salesmen": "salesman_id", "distributors": "distributor_id"}
+"""Dimension tables of which the engine keeps only the keys (to know when a batch brings a new one)."""
 
 
 class Lookups:
@@ -337,13 +341,53 @@ class Lookups:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.customers = LookupCache(con, "customers", "customer_id", STORED_FIELDS["c"])
         self.products = LookupCache(con, "products", "product_id", STORED_FIELDS["p"])
+        self._load_keys(con)
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         self.customers.load(con)
         self.products.load(con)
+        self._load_keys(con)
+
+    def _load_keys(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.keys = {
+            table: {row[0] for row in con.execute(f"SELECT {key} FROM {table}").fetchall()}
+            for table, key in KEYS_ONLY.items()
+        }
+
+    def complete_tables(self, lines: pa.Table) -> frozenset[str]:
+        """The dimension tables that already hold every key ``lines`` refer to."""
+        complete = {
+            table
+            for table, cache in (("customers", self.customers), ("products", self.products))
+            if not cache.unknown(pc.unique(lines.column(cache.key)).to_pylist())
+        }
+        complete |= {
+            table
+            for table, key in KEYS_ONLY.items()
+            if set(pc.unique(lines.column(key)).drop_null().to_pylist()) <= self.keys[table]
+        }
+        return frozenset(complete)
+
+    def note_keys(self, lines: pa.Table) -> None:
+        """Remember the keys of committed ``lines`` (their rows now exist)."""
+        for table, key in KEYS_ONLY.items():
+            self.keys[table].update(pc.unique(lines.column(key)).drop_null().to_pylist())
 
     def enrich(self, lines: pa.Table) -> pa.Table:
         return self.products.enrich(self.customers.enrich(lines))
+
+    def first_purchases_stay(self, lines: pa.Table) -> bool:
+        """Is every line of a known customer, and no earlier than his first purchase?"""
+        return not first_purchase_movers(self.customers, lines)
+
+
+def first_purchase_movers(customers: LookupCache, lines: pa.Table) -> list[str]:
+    """The customers whose first purchase ``lines`` move: new ones, known ones without a sale yet, and those
+    with a line earlier than the first purchase the cache knows."""
+    ids = lines.column("customer_id").combine_chunks()
+    (first,) = customers.columns_for(ids.to_numpy(zero_copy_only=False), ["first_purchase"])
+    moves = pc.fill_null(pc.less(lines.column("ordered_at").combine_chunks(), first), True)
+    return pc.unique(ids.filter(moves)).to_pylist()
 
 
 # --- ingest ---
@@ -493,13 +537,9 @@ def _refresh_customers(
     New customers and described ones are read; so are those whose first purchase may have moved: a line
     earlier than the first purchase the cache knows, or a replaced line (it may have been the first).
     """
-    ids = lines.column("customer_id").to_pylist()
-    known_first = cache.values(ids, "first_purchase")
-    times = lines.column("ordered_at").to_pylist()
-    # No first purchase yet (a customer known without sales) or a line earlier than it: it moves now.
-    earlier = {i for i, first, t in zip(ids, known_first, times, strict=True) if first is None or t < first}
+    earlier = set(first_purchase_movers(cache, lines))  # unknown customers among them
     replaced = set(before.changed_old.column("customer_id").to_pylist())
-    suspects = sorted(set(cache.unknown(sorted(set(ids)))) | set(described) | earlier | replaced)
+    suspects = sorted(earlier | set(described) | replaced)
     if not suspects:
         return False, []
     first = dict(zip(suspects, cache.values(suspects, "first_purchase"), strict=True))

@@ -35,7 +35,11 @@ def connect(path: Path | str | None = None, *, read_only: bool = False) -> duckd
     con = duckdb.connect(
         str(target),
         read_only=read_only,
-        config={"memory_limit": settings.warehouse_memory_limit, "threads": settings.warehouse_threads},
+        config={
+            "memory_limit": settings.warehouse_memory_limit,
+            "threads": settings.warehouse_threads,
+            "checkpoint_threshold": settings.warehouse_checkpoint_threshold,
+        },
     )
     if not read_only:
         create_schema(con)
