@@ -14,7 +14,7 @@ are built in a loop with per-report parameter models that FastAPI must see at ru
 import inspect
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -23,7 +23,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salespulse.analytics.engine import AnalyticsEngine, RawJSON
 from salespulse.analytics.errors import AnalyticsError
@@ -34,6 +33,7 @@ from salespulse.analytics.reports import REGISTRY, Report, params_model
 from salespulse.config import get_settings
 from salespulse.warehouse.store import connect
 from service.auth import API_KEY_HEADER, AuthError, require_key, require_read_access
+from service.middleware import BodySizeLimit
 
 log = logging.getLogger(__name__)
 
@@ -146,54 +146,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal error", [{"field": "", "message": "the error was logged"}])
 
 
-# --- body size limit ---
-
-
-class BodyLimit:
-    """Refuse bodies over ``limit`` bytes with 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit()
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(scope, receive, send, limit)
-            return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send, limit)
-
-    @staticmethod
-    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = error_response(
-            413,
-            "request too large",
-            [{"field": "body", "message": f"the body is larger than {limit:,} bytes; send smaller batches"}],
-        )
-        await response(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
 # --- the app ---
 
 
@@ -249,7 +201,7 @@ def create_analytics_app(engine: AnalyticsEngine | None = None) -> FastAPI:
     )
     app.state.engine = engine
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=lambda: get_settings().max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=lambda: get_settings().max_body_bytes)
 
     @app.post("/query", response_model=QueryResult, responses=ERRORS, tags=["query"])
     def run_query(

@@ -414,8 +414,9 @@ def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engi
 
 def test_random_batches_keep_the_rollups_exact(engine: AnalyticsEngine) -> None:
     """A seeded mix of what a live feed sends: new orders of known and new customers, several orders of one
-    customer on one day, lines added to stored orders, replaced lines (changed or not) and a backdated sale.
-    After each few batches every rollup equals a fresh build, and the kept fingerprint matches the data."""
+    customer on one day, lines added to stored orders, replaced lines (changed, unchanged, or given to
+    another customer) and a backdated sale. After each few batches every rollup equals a fresh build; at the
+    end the kept fingerprint matches the data and every customer's first purchase is his earliest line."""
     import random
 
     from salespulse.analytics.ingest import SalesBatch
@@ -443,12 +444,16 @@ def test_random_batches_keep_the_rollups_exact(engine: AnalyticsEngine) -> None:
             lines += [new_line(f"RND-{batch}-{order}", n, customer, at) for n in range(1, rng.randint(2, 4))]
         stored = rng.choice(recent)
         same = {"customer_id": stored["customer_id"], "ordered_at": stored["at"]}
-        kind = rng.choice(["add", "replace", "resend", "backdate"])
+        kind = rng.choice(["add", "replace", "move", "resend", "backdate"])
         if kind == "add":  # another line on a stored order
             lines.append(sale(stored["order_id"], 50 + batch, **same))
         elif kind == "replace":  # a stored line given another product and quantity
             changes = {"product_id": rng.choice(products), "quantity": rng.randint(6, 9)}
             lines.append(sale(stored["order_id"], stored["line"], **same, **changes))
+        elif kind == "move":  # a stored line given to another customer (first purchases of both may move)
+            lines.append(
+                sale(stored["order_id"], stored["line"], **same | {"customer_id": rng.choice(customers)})
+            )
         elif kind == "backdate":  # earlier than the customer's first purchase
             lines.append(new_line(f"RND-OLD-{batch}", 1, rng.choice(customers), "2023-02-01T09:00:00"))
         elif sent:  # a line sent before, unchanged
@@ -458,6 +463,12 @@ def test_random_batches_keep_the_rollups_exact(engine: AnalyticsEngine) -> None:
         if batch % 5 == 4:
             assert_rollups_exact(engine)
     assert engine.refresh() is False  # the fingerprint kept batch by batch is the data's
+    stale = engine.fetch(
+        "SELECT c.customer_id FROM customers c LEFT JOIN "
+        "(SELECT customer_id, min(ordered_at) AS first FROM order_lines GROUP BY 1) o USING (customer_id) "
+        "WHERE c.first_purchase IS DISTINCT FROM o.first"
+    )
+    assert stale == []
 
 
 def test_a_restart_keeps_the_rollups_and_an_outside_import_rebuilds_them(

@@ -471,6 +471,31 @@ def test_replacing_a_customers_earliest_line_recomputes_the_first_purchase(isola
     assert first_purchase == [(pd.Timestamp("2024-02-01").to_pydatetime(),)]
 
 
+def test_a_line_moved_to_another_customer_moves_both_first_purchases(isolated_settings: Path) -> None:
+    def first_purchases(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+        return dict(con.execute("SELECT customer_id, first_purchase FROM customers").fetchall())
+
+    with connect() as con:
+        upsert_sales(
+            con,
+            pd.DataFrame(
+                [order_line("A", "2024-01-01", "C1"), order_line("B", "2024-03-01", "C1"),
+                 order_line("X", "2024-02-01", "C3"), order_line("C", "2024-06-01", "C2")]
+            ),
+        )  # fmt: skip
+        # A and X were the earliest lines of C1 and C3 (X their only one); both now belong to C2.
+        upsert_sales(
+            con, pd.DataFrame([order_line("A", "2024-01-01", "C2"), order_line("X", "2024-02-01", "C2")])
+        )
+        moved = first_purchases(con)
+
+    assert moved == {
+        "C1": pd.Timestamp("2024-03-01").to_pydatetime(),
+        "C2": pd.Timestamp("2024-01-01").to_pydatetime(),
+        "C3": None,
+    }
+
+
 # --- command line ---
 
 

@@ -363,6 +363,7 @@ class AnalyticsEngine:
                     complete_tables=self._lookups.complete_tables(lines),
                     first_purchases_stay=before.changed_old.num_rows == 0
                     and self._lookups.first_purchases_stay(lines),
+                    lines_are_new=not before.stored_keys,
                 )
                 try:
                     upsert_sales(

@@ -40,6 +40,8 @@ class Known:
     """Dimension tables that already hold every key the lines refer to (and that get no rows described)."""
     first_purchases_stay: bool = False
     """No line is earlier than its customer's first purchase, and no stored line is replaced by another."""
+    lines_are_new: bool = False
+    """No line of the batch is stored yet (so none moves from one customer to another)."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,13 @@ def upsert_sales(
                 else 0
                 for table in DIMENSION_TABLES
             }
+            may_move = not (known.first_purchases_stay or known.lines_are_new)
+            losing = _customers_losing(con, lines) if may_move else []
             inserted = _upsert_order_lines(con, lines)
             updated = line_count - inserted
             report("Updating customers' first purchase and products' prices")
             if not known.first_purchases_stay:
-                _refresh_first_purchase(con, lines, lines_were_replaced=updated > 0)
+                _refresh_first_purchase(con, lines, lines_were_replaced=updated > 0, lost_lines=losing)
             _fill_unknown_product_prices(con, lines)
             if before_commit is not None:
                 before_commit(con)
@@ -187,24 +191,38 @@ def _upsert_order_lines(con: duckdb.DuckDBPyConnection, lines: str) -> int:
     return _count(con, ORDER_LINES.name) - before
 
 
-def _refresh_first_purchase(con: duckdb.DuckDBPyConnection, lines: str, *, lines_were_replaced: bool) -> None:
-    """Keep customers.first_purchase = min(ordered_at) of their lines, for the customers in the batch.
+def _customers_losing(con: duckdb.DuckDBPyConnection, lines: str) -> list[str]:
+    """Customers of stored lines that the batch gives to another customer (read before the write)."""
+    rows = con.execute(
+        f"SELECT DISTINCT o.customer_id FROM order_lines o JOIN {lines} b USING (order_id, line) "
+        "WHERE o.customer_id IS DISTINCT FROM b.customer_id"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _refresh_first_purchase(
+    con: duckdb.DuckDBPyConnection, lines: str, *, lines_were_replaced: bool, lost_lines: list[str]
+) -> None:
+    """Keep customers.first_purchase = min(ordered_at) of their lines, for the customers in the batch and
+    those who lost a line to another customer (``lost_lines``; with no line left, it becomes NULL).
 
     New lines can only move a first purchase earlier, which the batch alone tells. A replaced line may
-    have been a customer's earliest, so then the batch's customers are recomputed from all their lines:
-    a scan of order_lines, paid only by batches that replace lines. (A line moved to another customer
-    leaves its old customer's first purchase as it was.)
+    have been a customer's earliest, so then the customers are recomputed from all their lines: a scan of
+    order_lines, paid only by batches that replace lines.
     """
     if lines_were_replaced:
         con.execute(
             f"""
             UPDATE customers SET first_purchase = f.first_purchase
             FROM (
-                SELECT customer_id, min(ordered_at) AS first_purchase FROM order_lines
-                WHERE customer_id IN (SELECT customer_id FROM {lines}) GROUP BY customer_id
+                SELECT c.customer_id, min(o.ordered_at) AS first_purchase
+                FROM (SELECT customer_id FROM {lines} UNION SELECT unnest(?::VARCHAR[])) c
+                LEFT JOIN order_lines o USING (customer_id)
+                GROUP BY c.customer_id
             ) f
             WHERE customers.customer_id = f.customer_id
-            """
+            """,
+            [lost_lines],
         )
         return
     con.execute(
