@@ -565,6 +565,86 @@ def test_a_pause_in_ingest_folds_the_rollups_and_checkpoints(engine: AnalyticsEn
     assert_rollups_exact(engine)
 
 
+def test_a_server_killed_while_ingesting_keeps_every_acknowledged_batch_whole(
+    source_warehouse: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the real analytics server while four senders stream batches into it. On restart every batch
+    it acknowledged is there, no batch is there in part, and the rollups agree with the order lines."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import httpx
+    from service_support import REPO_ROOT, free_port
+
+    warehouse = copy_warehouse(source_warehouse, tmp_path)
+    port = free_port()
+    env = dict(os.environ, SALESPULSE_WAREHOUSE_PATH=str(warehouse), SALESPULSE_API_KEY=KEY)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.analytics_api:create_analytics_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=REPO_ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/meta", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def send(sender: int) -> None:
+            with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": KEY}) as client:
+                for batch in range(1_000):
+                    if stop.is_set():
+                        return
+                    tag = f"K{sender}x{batch}"
+                    lines = [sale(f"{tag}-{n // 5}", n % 5 + 1, customer_id=f"C-{n:07d}") for n in range(50)]
+                    try:
+                        response = client.post("/sales", json={"lines": lines})
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    assert response.status_code == 200, response.text
+                    acknowledged.append(tag)
+
+        senders = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+        for thread in senders:
+            thread.start()
+        while len(acknowledged) < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(server.pid, signal.SIGKILL)  # mid-stream: some batch is being written
+        stop.set()
+        for thread in senders:
+            thread.join()
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+    assert len(acknowledged) >= 40
+    engine = open_engine(warehouse)  # replays the write-ahead log; rebuilds the rollups if they lag
+    try:
+        stored = {
+            row["tag"]: row["lines"]
+            for row in engine.fetch(
+                "SELECT split_part(order_id, '-', 1) AS tag, count(*) AS lines FROM order_lines "
+                "WHERE order_id LIKE 'K%x%' GROUP BY 1"
+            )
+        }
+        assert set(acknowledged) <= set(stored)
+        assert set(stored.values()) == {50}, "a batch was stored in part"
+        assert_rollups_exact(engine)
+    finally:
+        engine._con.close()
+
+
 def test_the_app_can_be_given_its_engine_after_it_is_created(engine: AnalyticsEngine) -> None:
     """As the BentoML service does: the app exists at import, the engine comes with the service."""
     app = create_analytics_app()
