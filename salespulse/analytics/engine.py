@@ -4,11 +4,13 @@ Each read runs on its own cursor, so requests query in parallel and see a consis
 an ingest transaction writes. Writes (ingest, rollup rebuilds) take one lock: DuckDB lets one process
 write, and one transaction at a time keeps the rollup deltas simple. Batches that arrive while another is
 being written are written together in the next transaction (group commit): a transaction costs much the
-same for one batch as for several.
+same for one batch as for several. Work that does not need to happen inside an ingest (folding the rollups'
+delta rows, checkpointing the write-ahead log) waits for a pause in the stream (housekeeping).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -29,6 +31,8 @@ from salespulse.analytics.ingest import SalesBatch, customers_table, lines_table
 from salespulse.analytics.query import INTERNAL, Query
 from salespulse.warehouse.load import Known, upsert_sales
 from salespulse.warehouse.store import transaction
+
+log = logging.getLogger(__name__)
 
 DATA_FLAGS_SQL = """
     SELECT bool_or(salesman_id IS NOT NULL), bool_or(distributor_id IS NOT NULL), bool_or(profit IS NOT NULL),
@@ -478,7 +482,10 @@ class AnalyticsEngine:
     def _housekeep_when_idle(self, idle_seconds: float) -> None:
         while not self._stop_housekeeping.wait(idle_seconds / 2):
             if time.monotonic() - self._last_write_at >= idle_seconds:
-                self.housekeep()
+                try:
+                    self.housekeep()
+                except Exception:  # folding is an optimization: ingest and reads stay exact without it
+                    log.exception("analytics housekeeping failed; it will be tried again")
 
     def housekeep(self) -> bool:
         """Fold the delta rows and checkpoint, unless a batch is waiting; True when there was work done."""
