@@ -19,20 +19,19 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from salespulse.analytics.engine import AnalyticsEngine, RawJSON
-from salespulse.analytics.errors import AnalyticsError
 from salespulse.analytics.ingest import SalesBatch
 from salespulse.analytics.meta import describe_report, example_response
 from salespulse.analytics.query import Query as AnalyticsQuery
 from salespulse.analytics.reports import REGISTRY, Report, params_model
 from salespulse.config import get_settings
 from salespulse.warehouse.store import connect
-from service.auth import API_KEY_HEADER, AuthError, require_key, require_read_access
+from service.auth import require_key, require_read_access
+from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
 
 log = logging.getLogger(__name__)
@@ -85,65 +84,6 @@ class SalesResult(BaseModel):
 
 
 ERRORS = {status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422)}
-
-
-# --- errors as JSON ---
-
-
-def error_response(status: int, error: str, problems: list[dict[str, str]]) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": problems}, status_code=status)
-
-
-def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
-    """('body', 'lines', 17, 'quantity') -> 'lines[17].quantity'."""
-    path = ""
-    for part in location:
-        if part in ("body", "query") and not path:
-            continue
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
-def _validation_problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    problems = []
-    for error in errors:
-        message = error.get("msg", "invalid")
-        message = message.removeprefix("Value error, ")
-        if error.get("type") == "json_invalid":
-            message = f"the body is not valid JSON: {error.get('ctx', {}).get('error', message)}"
-        problems.append({"field": _field_path(error.get("loc", ())), "message": message})
-    return problems
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _request_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid request", _validation_problems(list(error.errors())))
-
-    @app.exception_handler(ValidationError)
-    async def _model_invalid(_: Request, error: ValidationError) -> JSONResponse:
-        return error_response(422, "invalid request", _validation_problems(list(error.errors())))
-
-    @app.exception_handler(AnalyticsError)
-    async def _analytics(_: Request, error: AnalyticsError) -> JSONResponse:
-        return error_response(error.status, error.title, [p.as_dict() for p in error.problems])
-
-    @app.exception_handler(AuthError)
-    async def _auth(_: Request, error: AuthError) -> JSONResponse:
-        return error_response(
-            error.status,
-            "unauthorized" if error.status == 401 else "forbidden",
-            [{"field": API_KEY_HEADER, "message": error.message}],
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail).lower(), [])
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        log.exception("analytics request failed")
-        return error_response(500, "internal error", [{"field": "", "message": "the error was logged"}])
 
 
 # --- the app ---

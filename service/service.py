@@ -19,7 +19,6 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument, NotFound
 from fastapi import FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from salespulse.analytics.engine import AnalyticsEngine
@@ -30,6 +29,7 @@ from salespulse.modeling.registry import forecaster_model_names
 from salespulse.warehouse.store import connect
 from service.analytics_api import create_analytics_app
 from service.auth import AuthError, as_bentoml_error, require_key, require_read_access
+from service.errors import UniformErrors, field_message, install_error_handlers
 from service.middleware import BodySizeLimit
 from service.models import ModelSlot, load_served
 from service.schemas import (
@@ -52,9 +52,7 @@ read_app = FastAPI(title="salespulse read and admin endpoints")
 analytics_app = create_analytics_app()
 
 
-@read_app.exception_handler(AuthError)
-async def _auth_error(_request: Any, error: AuthError) -> JSONResponse:
-    return JSONResponse({"error": error.message}, status_code=error.status)
+install_error_handlers(read_app)
 
 
 @bentoml.service(
@@ -134,7 +132,8 @@ class SalesPulse:
         try:
             frame = forecaster.forecast_series(cursor, series, h=horizon, levels=tuple(intervals))
         except KeyError as unknown:
-            raise NotFound(f"Unknown series in 'series' at level {level!r}: {unknown.args[0]}") from None
+            message = f"unknown series at level {level!r}: {unknown.args[0]}"
+            raise NotFound(field_message("series", message)) from None
         except ValueError as invalid:
             raise InvalidArgument(str(invalid)) from None
         return ForecastResponse(
@@ -175,7 +174,7 @@ class SalesPulse:
         customers, given either as warehouse ids or as raw feature values (exactly one of the two)."""
         _check_read_key(ctx)
         if (customer_ids is None) == (customers is None):
-            raise InvalidArgument("Send exactly one of 'customer_ids' or 'customers'.")
+            raise InvalidArgument(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
         served = self.segmenter.current
         if customer_ids is not None:
             ids, matrix = self._features_of_known_customers(customer_ids)
@@ -206,9 +205,8 @@ class SalesPulse:
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise NotFound(
-                f"Unknown customer id(s) in 'customer_ids': {shown}{more} (no sales in the warehouse)."
-            )
+            message = f"unknown customer id(s): {shown}{more} (no sales in the warehouse)"
+            raise NotFound(field_message("customer_ids", message))
         return customer_ids, features.loc[customer_ids].to_numpy(dtype=np.float64)
 
     # ---------------------------------------------------------------- read endpoints
@@ -236,7 +234,8 @@ class SalesPulse:
         cursor = self.warehouse.cursor()
         features = customer_features(cursor, [customer_id])
         if features.empty:
-            raise HTTPException(404, f"Unknown customer id {customer_id!r} (no sales in the warehouse).")
+            message = f"unknown customer id {customer_id!r} (no sales in the warehouse)"
+            raise HTTPException(404, field_message("customer_id", message))
         details = self.warehouse.customer_details(cursor, customer_id)
         served = self.segmenter.current
         assignment = served.python_model.segmentation.assign(features.to_numpy(dtype=np.float64))
@@ -307,3 +306,4 @@ def _check_read_key(ctx: bentoml.Context) -> None:
 
 
 SalesPulse.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+SalesPulse.add_asgi_middleware(UniformErrors)

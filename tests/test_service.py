@@ -163,31 +163,40 @@ def test_forecast_moves_with_sales_ingested_a_minute_ago(service):
 # ------------------------------------------------------------------------------------------- bad input
 
 
+FEATURES = {"recency_days": 1, "frequency": 1, "monetary": 1, "tenure_days": 1, "avg_order_value": 1}
+TECH = {"level": "category", "series": ["Technology"]}
+
+
 @pytest.mark.parametrize(
-    ("path", "body", "status", "words"),
+    ("path", "body", "status", "field", "words"),
     [
-        ("/segment", {"customer_ids": []}, 400, "customer_ids"),
-        ("/segment", {"customers": []}, 400, "customers"),
-        ("/segment", {}, 400, "exactly one"),
-        ("/segment", {"customer_ids": ["C-0000001"], "customers": []}, 400, "customers"),
-        ("/segment", {"customer_ids": ["NOPE-1"]}, 404, "NOPE-1"),
-        ("/segment", {"customers": [{"recency_days": "x"}]}, 400, "recency_days"),
-        ("/segment", {"customers": [{"recency_days": -1, "frequency": 1, "monetary": 1, "tenure_days": 1,
-                                     "avg_order_value": 1}]}, 400, "recency_days"),
-        ("/segment", {"customers": [{"recency_days": 1, "frequency": 1, "monetary": 1, "tenure_days": 1,
-                                     "avg_order_value": 1, "colour": "red"}]}, 400, "colour"),
-        ("/forecast", {"level": "category", "series": ["Technology"], "horizon": 0}, 400, "horizon"),
-        ("/forecast", {"level": "category", "series": ["Technology"], "horizon": 100000}, 400, "horizon"),
-        ("/forecast", {"level": "category", "series": []}, 400, "series"),
-        ("/forecast", {"level": "galaxy", "series": ["x"]}, 400, "level"),
-        ("/forecast", {"level": "category", "series": ["Spaceships"]}, 404, "Spaceships"),
-        ("/forecast", {"level": "category", "series": ["Technology"], "intervals": [120]}, 400, "intervals"),
+        ("/segment", {"customer_ids": []}, 400, "customer_ids", "at least 1"),
+        ("/segment", {"customers": []}, 400, "customers", "at least 1"),
+        ("/segment", {}, 400, "body", "exactly one"),
+        ("/segment", {"customer_ids": ["C-0000001"], "customers": []}, 400, "customers", "at least 1"),
+        ("/segment", {"customer_ids": ["NOPE-1"]}, 404, "customer_ids", "NOPE-1"),
+        ("/segment", {"customers": [{"recency_days": "x"}]}, 400, "customers[0].recency_days", "number"),
+        ("/segment", {"customers": [FEATURES | {"recency_days": -1}]}, 400, "customers[0].recency_days", "0"),
+        ("/segment", {"customers": [FEATURES | {"colour": "red"}]}, 400, "customers[0].colour", "permitted"),
+        ("/forecast", TECH | {"horizon": 0}, 400, "horizon", "1"),
+        ("/forecast", TECH | {"horizon": 100000}, 400, "horizon", "less"),
+        ("/forecast", {"level": "category", "series": []}, 400, "series", "at least 1"),
+        ("/forecast", {"level": "galaxy", "series": ["x"]}, 400, "level", "category"),
+        ("/forecast", {"level": "category", "series": ["Spaceships"]}, 404, "series", "Spaceships"),
+        ("/forecast", TECH | {"intervals": [120]}, 400, "intervals[0]", "less than 100"),
     ],
 )  # fmt: skip
-def test_bad_input_gets_a_clear_4xx(service, path, body, status, words):
+def test_bad_input_gets_a_clear_4xx_naming_the_field(service, path, body, status, field, words):
     answer = post(service, path, body)
     assert answer.status_code == status, answer.text
-    assert words.lower() in answer.text.lower()
+    assert_error_shape(answer.json(), field, words)
+
+
+def assert_error_shape(body: dict, field: str, words: str) -> None:
+    """The service's one error shape: {"error": title, "detail": [{"field", "message"}, ...]}."""
+    assert isinstance(body["error"], str) and body["detail"], body
+    assert all(set(problem) == {"field", "message"} for problem in body["detail"]), body
+    assert any(p["field"] == field and words.lower() in p["message"].lower() for p in body["detail"]), body
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
@@ -208,21 +217,27 @@ def test_malformed_json_and_oversize_body(service):
         assert broken.status_code == 400
         huge = client.post("/segment", content=b"x" * 9_000_000, headers={"content-type": "application/json"})
         assert huge.status_code == 413
-        assert "too large" in huge.json()["error"]
+        assert_error_shape(huge.json(), "body", "larger than")
+        assert broken.status_code == 400
+        assert_error_shape(broken.json(), "body", "json")
 
 
 def test_unknown_customer_profile_is_404(service):
     answer = get(service, "/customers/NOPE-42")
     assert answer.status_code == 404
-    assert "NOPE-42" in answer.text
+    assert_error_shape(answer.json(), "customer_id", "NOPE-42")
 
 
 # ------------------------------------------------------------------------------------------- admin
 
 
 def test_admin_reload_needs_the_key(service):
-    assert post(service, "/admin/reload", {}).status_code == 401
-    assert post(service, "/admin/reload", {}, **{"x-api-key": "wrong"}).status_code == 403
+    missing = post(service, "/admin/reload", {})
+    assert missing.status_code == 401
+    assert_error_shape(missing.json(), "x-api-key", "missing api key")
+    wrong = post(service, "/admin/reload", {}, **{"x-api-key": "wrong"})
+    assert wrong.status_code == 403
+    assert_error_shape(wrong.json(), "x-api-key", "invalid api key")
     answer = post(service, "/admin/reload", {}, **{"x-api-key": API_KEY})
     assert answer.status_code == 200
     assert {m["changed"] for m in answer.json()["models"]} == {"no"}
@@ -241,7 +256,9 @@ def test_keyed_read_access(service, tmp_path: Path):
         assert get(keyed, "/models").status_code == 401
         assert get(keyed, "/models", **{"x-api-key": API_KEY}).status_code == 200
         row = {"recency_days": 1, "frequency": 2, "monetary": 3, "tenure_days": 4, "avg_order_value": 1.5}
-        assert post(keyed, "/segment", {"customers": [row]}).status_code == 401
+        refused = post(keyed, "/segment", {"customers": [row]})
+        assert refused.status_code == 401
+        assert_error_shape(refused.json(), "x-api-key", "api key")
         assert post(keyed, "/segment", {"customers": [row]}, **{"x-api-key": API_KEY}).status_code == 200
     finally:
         keyed.stop()
