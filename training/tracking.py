@@ -6,6 +6,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +35,42 @@ def configure_mlflow() -> str:
     return uri
 
 
+BASE_REQUIREMENTS = ("mlflow", "numpy", "pandas")
+"""Distributions every logged model needs; each model adds its own."""
+
+MODEL_CODE = '''"""Builds the {name} when MLflow loads the model; only salespulse is imported."""
+
+from mlflow.models import set_model
+
+from {module} import {name}
+
+set_model({name}())
+'''
+
+
 def log_model_from_code(
     *,
-    model_code: str,
+    model_class: type[mlflow.pyfunc.PythonModel],
     artifact_name: str,
     save_artifact: Callable[[Path], None],
     registered_model_name: str,
     signature: Any,
     input_example: Any,
-    requirements: list[str],
+    requirements: tuple[str, ...],
 ) -> mlflow.models.model.ModelInfo:
     """Log a pyfunc model as "models from code" (MLflow 3's recommended form: no pickled Python object) to
     the active run and register it.
 
-    ``model_code`` is a tiny module that imports only ``salespulse`` and calls ``set_model``; the fitted
-    state is the folder ``save_artifact`` writes, handed to the model's ``load_context`` as
-    ``artifact_name``. Requirements are declared rather than inferred: inference loads the model in a
-    subprocess (seconds) and would list salespulse, the project itself, which no index can install.
+    The model's code is a tiny module that imports only ``model_class`` (from ``salespulse``) and calls
+    ``set_model``; the fitted state is the folder ``save_artifact`` writes, handed to the model's
+    ``load_context`` as ``artifact_name``. ``requirements`` are distribution names, pinned to the installed
+    versions. They are declared rather than inferred: inference loads the model in a subprocess (seconds)
+    and would list salespulse, the project itself, which no index can install.
     """
+    pins = [f"{dist}=={version(dist)}" for dist in (*BASE_REQUIREMENTS, *requirements)]
     with tempfile.TemporaryDirectory() as scratch:
         code = Path(scratch) / f"{artifact_name}_model.py"
-        code.write_text(model_code)
+        code.write_text(MODEL_CODE.format(module=model_class.__module__, name=model_class.__name__))
         artifact = Path(scratch) / artifact_name
         save_artifact(artifact)
         return mlflow.pyfunc.log_model(
@@ -64,7 +80,7 @@ def log_model_from_code(
             signature=signature,
             input_example=input_example,
             registered_model_name=registered_model_name,
-            pip_requirements=requirements,
+            pip_requirements=pins,
         )
 
 

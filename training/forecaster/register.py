@@ -8,42 +8,29 @@ two-line code file that imports only ``salespulse``, and the folder ``Forecaster
 
 from __future__ import annotations
 
-import duckdb
-import holidays
-import lightgbm
 import mlflow
-import numpy as np
 import pandas as pd
-import pydantic_settings
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models.model import ModelInfo
 
 from salespulse.features.series import Panel
-from salespulse.modeling.forecaster import FORECASTER_ARTIFACT, Forecaster, model_signature
+from salespulse.modeling.forecaster import FORECASTER_ARTIFACT, Forecaster, SalesForecaster, model_signature
 from training.forecaster.evaluate import Backtest, forecast_windows, wape
 from training.tracking import log_model_from_code
 
-MODEL_CODE = '''"""Builds the sales forecaster when MLflow loads the model; only salespulse is imported."""
-
-from mlflow.models import set_model
-
-from salespulse.modeling.forecaster import SalesForecaster
-
-set_model(SalesForecaster())
-'''
 EXAMPLE_SERIES = 2
 
 
 def log_forecaster(forecaster: Forecaster, panel: Panel, model_name: str) -> ModelInfo:
     """Log ``forecaster`` to the active run (signature, input example) and register it as ``model_name``."""
     return log_model_from_code(
-        model_code=MODEL_CODE,
+        model_class=SalesForecaster,
         artifact_name=FORECASTER_ARTIFACT,
         save_artifact=forecaster.save,
         registered_model_name=model_name,
         signature=model_signature(forecaster.horizon),
         input_example=input_example(forecaster, panel),
-        requirements=model_requirements(),
+        requirements=("lightgbm", "duckdb", "holidays", "pydantic-settings"),
     )
 
 
@@ -53,18 +40,6 @@ def input_example(forecaster: Forecaster, panel: Panel) -> pd.DataFrame:
     busiest = recent.groupby("unique_id")["y"].sum().nlargest(EXAMPLE_SERIES).index
     example = recent[recent["unique_id"].isin(busiest)].drop(columns="discount")
     return example.astype({c: str for c in panel.statics.columns}).reset_index(drop=True)
-
-
-def model_requirements() -> list[str]:
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"numpy=={np.__version__}",
-        f"pandas=={pd.__version__}",
-        f"duckdb=={duckdb.__version__}",
-        f"holidays=={holidays.__version__}",
-        f"pydantic-settings=={pydantic_settings.__version__}",
-    ]
 
 
 def champion_wape(champion: ModelVersion, panel: Panel, backtest: Backtest) -> float:

@@ -8,29 +8,19 @@ two-line code file that imports only ``salespulse``, and the folder ``Segmentati
 
 from __future__ import annotations
 
-import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-import sklearn
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema
 
 from salespulse.features.customers import FEATURE_NAMES
-from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, Segmentation
+from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, CustomerSegmenter, Segmentation
 from training.segmenter.train import silhouette_on_sample
 from training.tracking import log_model_from_code
 
-MODEL_CODE = '''"""Builds the customer segmenter when MLflow loads the model; only salespulse is imported."""
-
-from mlflow.models import set_model
-
-from salespulse.modeling.segmenter import CustomerSegmenter
-
-set_model(CustomerSegmenter())
-'''
 INPUT_EXAMPLE_ROWS = 5
 # Declared rather than inferred from the example: the contract is the feature list, and every feature is a
 # double even when a caller's value is a whole number.
@@ -50,24 +40,14 @@ SIGNATURE = ModelSignature(
 def log_segmenter(segmentation: Segmentation, features: pd.DataFrame, model_name: str) -> ModelInfo:
     """Log ``segmentation`` to the active run (signature, input example) and register it as ``model_name``."""
     return log_model_from_code(
-        model_code=MODEL_CODE,
+        model_class=CustomerSegmenter,
         artifact_name=SEGMENTATION_ARTIFACT,
         save_artifact=segmentation.save,
         registered_model_name=model_name,
         signature=SIGNATURE,
         input_example=features.head(INPUT_EXAMPLE_ROWS).reset_index(drop=True),
-        requirements=model_requirements(),
+        requirements=("scikit-learn", "joblib"),
     )
-
-
-def model_requirements() -> list[str]:
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"numpy=={np.__version__}",
-        f"pandas=={pd.__version__}",
-        f"joblib=={joblib.__version__}",
-    ]
 
 
 def champion_silhouette(champion: ModelVersion, features: pd.DataFrame, scaled: np.ndarray) -> float:
