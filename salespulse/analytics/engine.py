@@ -340,7 +340,8 @@ class AnalyticsEngine:
             if customers is not None:
                 relations["analytics_customers"] = customers
             with rollups.registered(con, **relations):
-                before = rollups.snapshot(con, "analytics_customers" if customers is not None else None)
+                described_customers = "analytics_customers" if customers is not None else None
+                before = rollups.snapshot(con, lines, described_customers, self._lookups)
                 # Widened before the commit: a query routed while the batch commits must never believe a
                 # month rollup is exact for days it has not seen.
                 self._widen(lines)
@@ -366,7 +367,7 @@ class AnalyticsEngine:
                 known = Known(
                     complete_tables=self._lookups.complete_tables(lines),
                     first_purchases_stay=before.changed_old.num_rows == 0
-                    and self._lookups.first_purchases_stay(lines),
+                    and not before.first_purchase_movers,
                     lines_are_new=not before.stored_keys,
                 )
                 try:

@@ -376,10 +376,6 @@ class Lookups:
     def enrich(self, lines: pa.Table) -> pa.Table:
         return self.products.enrich(self.customers.enrich(lines))
 
-    def first_purchases_stay(self, lines: pa.Table) -> bool:
-        """Is every line of a known customer, and no earlier than his first purchase?"""
-        return not first_purchase_movers(self.customers, lines)
-
 
 def first_purchase_movers(customers: LookupCache, lines: pa.Table) -> list[str]:
     """The customers whose first purchase ``lines`` move: new ones, known ones without a sale yet, and those
@@ -407,10 +403,15 @@ class BatchSnapshot:
     old_line_hash: int
     attributes_change: bool
     """The batch gives a known customer another region, state, city or zip."""
+    first_purchase_movers: frozenset[str]
+    """Customers whose first purchase the batch's lines move (see first_purchase_movers)."""
 
 
-def snapshot(con: duckdb.DuckDBPyConnection, customers: str | None) -> BatchSnapshot:
-    """Read what the warehouse holds for the orders of ``BATCH`` (and its customers) before the write."""
+def snapshot(
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, customers: str | None, cache: Lookups
+) -> BatchSnapshot:
+    """Read what the warehouse holds for the orders of ``BATCH`` (``lines``, and its customers) before the
+    write."""
     differs = " OR ".join(
         f"o.{c} IS DISTINCT FROM b.{c}" for c in ORDER_LINES.column_names if c not in ORDER_LINES.key
     )
@@ -441,6 +442,7 @@ def snapshot(con: duckdb.DuckDBPyConnection, customers: str | None) -> BatchSnap
         stored.filter(pc.invert(stored.column("__replaced"))).drop_columns(extra),
         sum(replaced.column("__hash").to_pylist()),
         attributes_change,
+        frozenset(first_purchase_movers(cache.customers, lines)),
     )
 
 
@@ -473,7 +475,7 @@ def maintain(
     ``lines`` is the batch (registered as ``BATCH``), ``described`` the customers and products the batch
     gave fields for.
     """
-    moved, first_moved = _refresh_customers(con, lines, before, cache.customers, described["customers"])
+    moved, first_moved = _refresh_customers(con, before, cache.customers, described["customers"])
     products_moved, products_touched = _refresh_products(con, lines, cache.products, described["products"])
     rebuild = before.attributes_change or moved or products_moved
     keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
@@ -527,7 +529,7 @@ def _refresh_products(
 
 
 def _refresh_customers(
-    con: duckdb.DuckDBPyConnection, lines: pa.Table, before: BatchSnapshot, cache: LookupCache,
+    con: duckdb.DuckDBPyConnection, before: BatchSnapshot, cache: LookupCache,
     described: list[str],
 ) -> tuple[bool, list[str]]:  # fmt: skip
     """Re-read the customers the write may have changed.
@@ -537,7 +539,7 @@ def _refresh_customers(
     New customers and described ones are read; so are those whose first purchase may have moved: a line
     earlier than the first purchase the cache knows, or a replaced line (it may have been the first).
     """
-    earlier = set(first_purchase_movers(cache, lines))  # unknown customers among them
+    earlier = set(before.first_purchase_movers)  # unknown customers among them
     replaced = set(before.changed_old.column("customer_id").to_pylist())
     suspects = sorted(earlier | set(described) | replaced)
     if not suspects:
