@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -120,3 +121,13 @@ def start_service(
         time.sleep(0.5)
     service.stop()
     raise RuntimeError(f"service not ready in 120 s:\n{log.read_text()[-5000:]}")
+
+
+def serve_with_fresh_models(root: Path) -> Iterator[RunningService]:
+    """A whole stack in ``root`` (warehouse, trained champions, BentoML store) served until the caller is
+    done: the body of a module-scoped ``service`` fixture."""
+    env = environment(root)
+    prepare_models(env)
+    running = start_service(env, root / "service.log")
+    yield running
+    running.stop()

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_server import mlflow_server  # noqa: F401  (fixture)
+from model_support import WITHOUT_TRAINING
 
 from salespulse.config import get_settings
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
@@ -267,26 +268,12 @@ def test_gate_keeps_the_champion_against_a_worse_challenger(first_run: Forecaste
     assert "kept as challenger" in worse.describe()
 
 
-LOAD_CHAMPION = textwrap.dedent(
+LOAD_CHAMPION = WITHOUT_TRAINING + textwrap.dedent(
     """
-    import json, sys
-
-    # Block the training package: any import of it, direct or from the model's code, now fails.
-    sys.modules["training"] = None
-    try:
-        import training  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("training is importable")
-
-    import mlflow.pyfunc
-    import pandas as pd
-
     model = mlflow.pyfunc.load_model("models:/sales-forecaster@champion")
     ids = pd.DataFrame({"unique_id": json.loads(sys.argv[1])})
     result = model.predict(ids, params={"h": 14, "levels": [80.0, 95.0]})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] == "training" and sys.modules[m] is not None)
+    loaded = training_modules_loaded()
     answer = {"result": result.to_json(orient="split", date_format="iso"), "training_modules": loaded}
     print(json.dumps(answer))
     """

@@ -17,7 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from service_support import API_KEY, REPO_ROOT, RunningService, environment, prepare_models, start_service
+from service_support import (
+    API_KEY,
+    REPO_ROOT,
+    RunningService,
+    serve_with_fresh_models,
+)
 
 COLLECTION_PATH = REPO_ROOT / "postman" / "salespulse.postman_collection.json"
 GENERATOR_PATH = REPO_ROOT / "postman" / "make_collection.py"
@@ -99,12 +104,7 @@ def load_generator() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    root = tmp_path_factory.mktemp("postman")
-    env = environment(root)
-    prepare_models(env)
-    running = start_service(env, root / "service.log")
-    yield running
-    running.stop()
+    yield from serve_with_fresh_models(tmp_path_factory.mktemp("postman"))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from model_support import WITHOUT_TRAINING
 
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
 from salespulse.features.customers import FEATURE_NAMES, customer_features, validate_features
@@ -181,22 +182,8 @@ def test_retrain_keeps_names_and_the_gate_rejects_a_worse_model(
     assert client.get_model_version(MODEL, worse.version).tags["gate.decision"] == "rejected"
 
 
-LOAD_CHAMPION = textwrap.dedent(
+LOAD_CHAMPION = WITHOUT_TRAINING + textwrap.dedent(
     """
-    import json, sys
-
-    # Block the training package: any import of it, direct or from the model's code, now fails.
-    sys.modules["training"] = None
-    try:
-        import training  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("training is importable")
-
-    import mlflow.pyfunc
-    import pandas as pd
-
     model = mlflow.pyfunc.load_model("models:/customer-segmenter@champion")
     rows = pd.DataFrame(json.loads(sys.argv[1]))
     result = model.predict(rows)
@@ -204,7 +191,7 @@ LOAD_CHAMPION = textwrap.dedent(
         model.predict(rows.assign(monetary=-1.0))
     except ValueError as error:
         refused = str(error)
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] == "training" and sys.modules[m] is not None)
+    loaded = training_modules_loaded()
     answer = {"result": result.to_dict(orient="list"), "refused": refused, "training_modules": loaded}
     print(json.dumps(answer))
     """

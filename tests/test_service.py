@@ -8,7 +8,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from service_support import API_KEY, RunningService, environment, prepare_models, run_python, start_service
+from service_support import (
+    API_KEY,
+    RunningService,
+    run_python,
+    serve_with_fresh_models,
+    start_service,
+)
 
 from salespulse.modeling.registry import served_model_names
 
@@ -17,12 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    root = tmp_path_factory.mktemp("service")
-    env = environment(root)
-    prepare_models(env)
-    running = start_service(env, root / "service.log")
-    yield running
-    running.stop()
+    yield from serve_with_fresh_models(tmp_path_factory.mktemp("service"))
 
 
 def post(service: RunningService, path: str, body: object, **headers: str):
