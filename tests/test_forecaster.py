@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -23,7 +21,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_server import mlflow_server  # noqa: F401  (fixture)
-from model_support import WITHOUT_TRAINING
+from model_support import WITHOUT_TRAINING, run_without_training
 
 from salespulse.config import get_settings
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
@@ -285,18 +283,7 @@ def test_champion_loads_and_forecasts_in_a_fresh_process_without_training(
     champion: Forecaster, con: duckdb.DuckDBPyConnection, warehouse: Path, tmp_path: Path
 ):
     env = dict(os.environ, SALESPULSE_WAREHOUSE_PATH=str(warehouse))
-    completed = subprocess.run(
-        [sys.executable, "-c", LOAD_CHAMPION, json.dumps(SERIES)],
-        cwd=tmp_path,  # not the repository: the repo root is not on sys.path
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    answer = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert answer["training_modules"] == []
+    answer = run_without_training(LOAD_CHAMPION, json.dumps(SERIES), tmp_path, env)
     result = pd.read_json(io.StringIO(answer["result"]), orient="split", convert_dates=["ds"])
     expected = champion.forecast_series(con, SERIES, h=14)
     assert len(result) == 2 * 14

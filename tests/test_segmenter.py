@@ -7,8 +7,6 @@ folder, and a fresh Python process that loads the champion with the ``training``
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from datetime import date
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from model_support import WITHOUT_TRAINING
+from model_support import WITHOUT_TRAINING, run_without_training
 
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
 from salespulse.features.customers import FEATURE_NAMES, customer_features, validate_features
@@ -203,17 +201,7 @@ def test_champion_loads_and_predicts_in_a_fresh_process_without_training(
     first_run: SegmenterRun, features: pd.DataFrame, tmp_path: Path
 ):
     rows = features.head(20)
-    completed = subprocess.run(
-        [sys.executable, "-c", LOAD_CHAMPION, json.dumps(rows.to_dict(orient="list"))],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    answer = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert answer["training_modules"] == []
+    answer = run_without_training(LOAD_CHAMPION, json.dumps(rows.to_dict(orient="list")), tmp_path)
     assert answer["refused"].startswith("monetary must be a finite number >= 0: 20 bad row(s)")
     champion = MlflowClient().get_model_version_by_alias(MODEL, "champion")
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{champion.version}")
