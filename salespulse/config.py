@@ -1,8 +1,12 @@
 """The one declared place for configuration.
 
 Every setting is read from an environment variable with the ``SALESPULSE_`` prefix (or a ``.env`` file in
-the working directory); the defaults below are the embedded, no-server set-up. The README's configuration
-table is this class.
+the project root); the defaults below are the embedded, no-server set-up. The README's configuration table is
+this class.
+
+Relative paths (the warehouse, the MLflow store, the build folder, ...) are resolved from one project root,
+never from the current directory: ``SALESPULSE_HOME`` when set, else the checkout this package is installed
+from (the folder holding its ``pyproject.toml``), else the current directory.
 """
 
 from __future__ import annotations
@@ -12,12 +16,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def project_root() -> Path:
+    """The folder every relative path is resolved from (see the module's docstring)."""
+    explicit = os.environ.get("SALESPULSE_HOME")
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.cwd().resolve()
+
+
+SQLITE_PREFIX = "sqlite:///"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SALESPULSE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SALESPULSE_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=project_root,
+        description="Project root: relative paths below are resolved from it (default: the checkout).",
+    )
 
     warehouse_path: Path = Field(
         Path("data/warehouse.duckdb"),
@@ -66,8 +89,19 @@ class Settings(BaseSettings):
     )
     max_batch_customers: int = Field(10_000, ge=1, description="Largest /segment batch.")
     max_forecast_series: int = Field(500, ge=1, description="Most series in one /forecast request.")
+    service_workers: int = Field(
+        1, ge=1, le=64, description="Worker processes of the service (each holds the models in memory)."
+    )
     build_dir: Path = Field(
         Path("build"), description="Docker build context made by `salespulse serve build`."
+    )
+    bentoml_home: Path = Field(
+        Path(".bentoml"),
+        description="BentoML model and Bento store of this checkout (BENTOML_HOME, when set, wins), so two "
+        "checkouts on one machine never share models.",
+    )
+    api_key_file: Path = Field(
+        Path("data/.api-key"), description="Where `make run` keeps the generated API key (mode 0600)."
     )
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted.")
 
@@ -91,11 +125,36 @@ class Settings(BaseSettings):
         "rollups' delta rows and checkpoints the warehouse.",
     )
 
+    @model_validator(mode="after")
+    def _resolve_from_home(self) -> Settings:
+        for name in ("warehouse_path", "import_reject_dir", "mlflow_artifact_root", "build_dir",
+                     "bentoml_home", "api_key_file"):  # fmt: skip
+            setattr(self, name, self.resolve(getattr(self, name)))
+        self.mlflow_tracking_uri = self._resolve_sqlite_uri(self.mlflow_tracking_uri)
+        return self
+
+    def resolve(self, path: Path | str) -> Path:
+        """``path`` made absolute against the project root (an absolute path is kept)."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    def _resolve_sqlite_uri(self, uri: str) -> str:
+        if not uri.startswith(SQLITE_PREFIX):
+            return uri
+        file = uri.removeprefix(SQLITE_PREFIX)
+        return uri if file.startswith("/") else SQLITE_PREFIX + str(self.home / file)
+
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri
+        explicit = os.environ.get("MLFLOW_TRACKING_URI")
+        return self._resolve_sqlite_uri(explicit) if explicit else self.mlflow_tracking_uri
+
+    @property
+    def bentoml_store(self) -> Path:
+        return Path(os.environ.get("BENTOML_HOME") or self.bentoml_home)
 
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    home = project_root()
+    return Settings(_env_file=home / ".env")  # type: ignore[call-arg]

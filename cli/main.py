@@ -1,8 +1,4 @@
-"""The ``salespulse`` command line: data, training and serving commands.
-
-This module is the composition root: it is the one place that knows every stage, and it imports a stage's
-module only when its command runs, so ``salespulse data ...`` never loads the training stack.
-"""
+"""The ``salespulse`` command: data, training, serving and prediction commands (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -290,5 +286,9 @@ def serve_run(
     os.execvp(command[0], command)
 
 
-if __name__ == "__main__":
+def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
