@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     import_reject_dir: Path = Field(
         Path("data/rejects"), description="Where `data import --skip-invalid` writes rejected rows."
     )
+    warehouse_timezone: str | None = Field(
+        None,
+        description="IANA time zone (e.g. America/New_York) whose wall-clock times the warehouse stores: "
+        "imported timestamps with a UTC offset are converted to it, and 'now' (the newest allowed line, the "
+        "end of generated data) is read in it. Unset: the machine's time zone.",
+    )
+    import_future_tolerance_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="How far past now an imported line may be dated (clock skew between systems) before it "
+        "is rejected as future-dated.",
+    )
 
     # MLflow. The standard MLFLOW_TRACKING_URI variable, when set, wins over mlflow_tracking_uri.
     mlflow_tracking_uri: str = Field(
@@ -71,7 +83,15 @@ class Settings(BaseSettings):
     mlflow_experiment: str = Field("salespulse", description="MLflow experiment of the training runs.")
     forecaster_model_name: str = Field("sales-forecaster", description="Registered name of the forecaster.")
     segmenter_model_name: str = Field("customer-segmenter", description="Registered name of the segmenter.")
+    customer_value_model_name: str = Field(
+        "customer-value", description="Registered name of the customer-value model (BG/NBD + Gamma-Gamma)."
+    )
     champion_alias: str = Field("champion", description="Registry alias of the model in service.")
+    model_source: Literal["registry", "bento"] = Field(
+        "registry",
+        description="What the service serves: the registry's champions, matched by run id (registry), or the "
+        "models packed in the Bento (bento: the Docker image, which has no registry).",
+    )
     forecast_horizon_days: int = Field(28, ge=1, description="Default forecast horizon of daily models.")
     forecast_horizon_weeks: int = Field(8, ge=1, description="Default forecast horizon of weekly models.")
 
@@ -148,6 +168,15 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         explicit = os.environ.get("MLFLOW_TRACKING_URI")
         return self._resolve_sqlite_uri(explicit) if explicit else self.mlflow_tracking_uri
+
+    def resolved_api_key(self) -> str | None:
+        """The API key: SALESPULSE_API_KEY, else the key file `make run` keeps (when readable), else None."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        try:
+            return self.api_key_file.read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def bentoml_store(self) -> Path:

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Start or stop the service in the background (pid in data/service.pid, log in data/service.log).
+# Start, stop or restart the service in the background (pid in data/service.pid, log in data/service.log).
+# `start` waits for this very instance (its id in /health), not for an old one still draining; `stop` waits
+# until the old processes are gone, so the new one can take the warehouse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 host="${SALESPULSE_SERVICE_HOST:-127.0.0.1}"
 port="${SALESPULSE_SERVICE_PORT:-3000}"
 url="http://$host:$port"
+mkdir -p data
 
 start() {
+  local instance
+  instance="$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
   echo "==> starting the service on $url (log: data/service.log)"
-  nohup salespulse serve run --host "$host" --port "$port" > data/service.log 2>&1 &
+  SALESPULSE_INSTANCE_ID="$instance" nohup salespulse serve run --host "$host" --port "$port" \
+    > data/service.log 2>&1 &
   echo $! > data/service.pid
-  for _ in $(seq 1 180); do
-    if curl -fs "$url/readyz" >/dev/null 2>&1; then
+  for _ in $(seq 1 240); do
+    if [ "$(answering_instance)" = "$instance" ] && curl -fs "$url/readyz" >/dev/null 2>&1; then
       print_examples
       return
     fi
@@ -21,33 +27,51 @@ start() {
       tail -30 data/service.log >&2
       exit 1
     fi
-    sleep 1
+    sleep 0.5
   done
-  echo "the service did not become ready in 180 s; see data/service.log" >&2
+  echo "the service did not become ready in 120 s; see data/service.log" >&2
   exit 1
+}
+
+answering_instance() {
+  curl -fs "$url/health" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("instance",""))' \
+    2>/dev/null || true
 }
 
 stop() {
   [ -f data/service.pid ] || return 0
   local pid
   pid="$(cat data/service.pid)"
-  # bentoml serve runs the API in child processes: stop the whole group it leads.
-  pkill -TERM -P "$pid" 2>/dev/null || true
-  kill -TERM "$pid" 2>/dev/null || true
+  # bentoml serve runs the API in child processes: stop the whole group it leads, then wait for all of it.
+  local family
+  family="$pid $(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')"
+  kill -TERM $family 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    alive=0
+    for p in $family; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for p in $family; do kill -KILL "$p" 2>/dev/null || true; done
   rm -f data/service.pid
   echo "==> service stopped"
 }
 
 print_examples() {
-  local customer key
+  local customer key_note
   # A real customer of this warehouse (the best one), so the examples work on any data.
   customer="$(curl -fs "$url/analytics/reports/top-customers?n=1" 2>/dev/null \
     | python3 -c 'import json,sys; row=json.load(sys.stdin)["rows"][0]; print(row.get("customer_id") or row.get("customer"))' \
     2>/dev/null || echo C-0000001)"
-  key="${SALESPULSE_API_KEY:-<your key>}"
+  if [ -n "${SALESPULSE_API_KEY:-}" ]; then
+    key_note="${SALESPULSE_API_KEY:0:4}…  (masked; the key is in ${SALESPULSE_API_KEY_FILE:-your SALESPULSE_API_KEY})"
+  else
+    key_note="none: write endpoints refuse until SALESPULSE_API_KEY is set"
+  fi
   cat <<EXAMPLES
 
 salespulse is answering on $url   (Swagger UI: $url/ · stop: make stop)
+API key for write and admin endpoints: $key_note
 
   curl -s $url/health
   curl -s $url/models
@@ -56,19 +80,22 @@ salespulse is answering on $url   (Swagger UI: $url/ · stop: make stop)
   curl -s -X POST $url/segment -H 'content-type: application/json' \\
        -d '{"customer_ids": ["$customer"]}'
   curl -s -X POST $url/segment -H 'content-type: application/json' \\
-       -d '{"customers": [{"recency_days": 12, "frequency": 9, "monetary": 5120.5, "tenure_days": 640, "avg_order_value": 568.9}]}'
+       -d '{"customers": [{"recency_days": 12, "frequency": 9, "monetary": 5120, "tenure_days": 640, "avg_order_value": 569}]}'
   curl -s $url/customers/$customer
   curl -s $url/segments
   curl -s $url/analytics/meta
   curl -s -X POST $url/analytics/query -H 'content-type: application/json' \\
        -d '{"measures": ["revenue", "orders"], "dimensions": ["region"], "time_dimension": {"grain": "month"}}'
-  curl -s -X POST $url/admin/reload -H 'x-api-key: $key'
+  curl -s -X POST $url/admin/reload -H "x-api-key: \$(cat ${SALESPULSE_API_KEY_FILE:-data/.api-key})"
+
+With the service running, the command line goes through it: salespulse data info | data import | train ... | serve build
 EXAMPLES
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  restart) stop; start ;;
   examples) print_examples ;;
-  *) echo "usage: scripts/service.sh start|stop|examples" >&2; exit 2 ;;
+  *) echo "usage: scripts/service.sh start|stop|restart|examples" >&2; exit 2 ;;
 esac

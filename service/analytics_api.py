@@ -18,86 +18,42 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from salespulse.analytics.engine import AnalyticsEngine, RawJSON
 from salespulse.analytics.ingest import SalesBatch
-from salespulse.analytics.meta import describe_report, example_response
+from salespulse.analytics.meta import describe, describe_report, example_response
 from salespulse.analytics.query import Query as AnalyticsQuery
-from salespulse.analytics.reports import REGISTRY, Report, params_model
+from salespulse.analytics.reports import REGISTRY, Report, params_model, run_report
 from salespulse.config import get_settings
+from salespulse.schemas import ErrorBody, QueryResult, ReportResult, SalesResult
 from salespulse.warehouse.store import connect
-from service.auth import require_key, require_read_access
+from service.auth import read_access, write_access
 from service.errors import install_error_handlers
 from service.middleware import BodySizeLimit
 
 log = logging.getLogger(__name__)
 
 
-# --- response models (for the documentation; responses are built as plain JSON for speed) ---
-
-
-class ColumnInfo(BaseModel):
-    name: str
-    format: str = Field(description="currency, number, integer, percent, date, text or boolean")
-
-
-class QueryResult(BaseModel):
-    columns: list[ColumnInfo]
-    rows: list[dict[str, Any]]
-    source: str = Field(description="The table that answered: a rollup (agg_*) or order_lines.")
-    elapsed_ms: float
-
-
-class ReportResult(BaseModel):
-    report: str
-    title: str
-    params: dict[str, Any]
-    columns: list[ColumnInfo]
-    rows: list[dict[str, Any]]
-    summary: dict[str, Any]
-    notes: list[str]
-    elapsed_ms: float
-
-
-class Problem(BaseModel):
-    field: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: list[Problem]
-
-
-class SalesResult(BaseModel):
-    lines: int = Field(description="Lines in the batch.")
-    inserted: int = Field(description="Lines whose order_id + line was new.")
-    updated: int = Field(description="Stored lines replaced by different values.")
-    unchanged: int = Field(description="Lines already stored exactly so (a re-sent batch).")
-    rollups_rebuilt: bool
-    seconds: float
-    batches_in_transaction: int = Field(description="Batches written together (group commit) with this one.")
-
-
+# Response models (for the documentation; responses are built as plain JSON for speed) are shared with
+# the client: salespulse.schemas.
 ERRORS = {status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422)}
 
 
 # --- the app ---
 
 
-def _engine(request: Request) -> AnalyticsEngine:
+def engine_of(request: Request) -> AnalyticsEngine:
+    """The engine the app was given (a service worker that does not own the warehouse has none: 503)."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise StarletteHTTPException(503, "Analytics engine not started")
     return engine
 
 
-def _write_access(x_api_key: Annotated[str | None, Header()] = None) -> None:
-    require_key(x_api_key)
+Engine = Annotated[AnalyticsEngine, Depends(engine_of)]
 
 
 def _respond(content: dict[str, Any]) -> Response:
@@ -110,17 +66,19 @@ def _respond(content: dict[str, Any]) -> Response:
     return Response(f'{head[:-1]},"rows":{rows}}}'.encode(), media_type="application/json")
 
 
-def create_analytics_app(engine: AnalyticsEngine | None = None) -> FastAPI:
-    """The analytics ASGI app over ``engine``; without one, its lifespan opens the configured warehouse.
+def create_analytics_app(engine: AnalyticsEngine | None = None, *, standalone: bool = True) -> FastAPI:
+    """The analytics ASGI app over ``engine``; standalone and without one, its lifespan opens the configured
+    warehouse.
 
-    A mounted app's lifespan may not run (Starlette does not run the lifespans of mounts), so a service that
-    mounts this app should create the engine itself and pass it in.
+    A service that mounts this app gives it the engine itself (``standalone=False``): only the worker that
+    owns the warehouse has one, and a mounted app's lifespan may or may not run (BentoML runs it, Starlette
+    does not), so it must never open the warehouse on its own there.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = None
-        if getattr(app.state, "engine", None) is None:
+        if standalone and getattr(app.state, "engine", None) is None:
             own = connect()
             app.state.engine = AnalyticsEngine.configured(own)
             app.state.engine.start_housekeeping(get_settings().analytics_idle_seconds)
@@ -143,40 +101,34 @@ def create_analytics_app(engine: AnalyticsEngine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=lambda: get_settings().max_body_bytes)
 
-    @app.post("/query", response_model=QueryResult, responses=ERRORS, tags=["query"])
-    def run_query(
-        request: Request, query: AnalyticsQuery, x_api_key: Annotated[str | None, Header()] = None
-    ) -> JSONResponse:
+    # Each router declares its access rule once; the dependency runs before the body is read, so a request
+    # without the key is answered 401/403 whatever its body.
+    reads = APIRouter(dependencies=[Depends(read_access)], responses=ERRORS)
+    writes = APIRouter(dependencies=[Depends(write_access)], responses=ERRORS)
+
+    @reads.post("/query", response_model=QueryResult, tags=["query"])
+    def run_query(engine: Engine, query: AnalyticsQuery) -> JSONResponse:
         """Ask a question of the semantic layer (see GET /meta for the names)."""
-        require_read_access(x_api_key)
-        return _respond(_engine(request).run_query(query, raw_json=True))
+        return _respond(engine.run_query(query, raw_json=True))
 
-    @app.get("/meta", responses=ERRORS, tags=["query"])
-    def meta(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+    @reads.get("/meta", tags=["query"])
+    def meta(engine: Engine) -> JSONResponse:
         """Measures, dimensions, grains, filter operators, comparison options and the reports."""
-        require_read_access(x_api_key)
-        return _respond(_engine(request).meta())
+        return _respond(describe(engine.state))
 
-    @app.get("/reports", tags=["reports"])
+    @reads.get("/reports", tags=["reports"])
     def reports() -> JSONResponse:
         """The named reports, their routes and parameters."""
         return _respond({"reports": [describe_report(r) for r in REGISTRY.values()]})
 
     for report in REGISTRY.values():
-        _add_report_route(app, report)
+        _add_report_route(reads, report)
 
-    @app.post(
-        "/sales",
-        response_model=SalesResult,
-        responses=ERRORS,
-        tags=["ingest"],
-        # A dependency runs before the body is validated: without the key, the answer is 401/403.
-        dependencies=[Depends(_write_access)],
-    )
-    def post_sales(request: Request, batch: SalesBatch) -> JSONResponse:
+    @writes.post("/sales", response_model=SalesResult, tags=["ingest"])
+    def post_sales(engine: Engine, batch: SalesBatch) -> JSONResponse:
         """Append (or replace, by order_id + line) a batch of order lines, atomically: a batch with any bad
         line is rejected whole, naming the line index and field. Re-sending a batch changes nothing."""
-        result = _engine(request).ingest(batch)
+        result = engine.ingest(batch)
         return _respond(
             {
                 "lines": len(batch.lines),
@@ -189,34 +141,29 @@ def create_analytics_app(engine: AnalyticsEngine | None = None) -> FastAPI:
             }
         )
 
+    app.include_router(reads)
+    app.include_router(writes)
     return app
 
 
-def _add_report_route(app: FastAPI, report: Report) -> None:
+def _add_report_route(router: APIRouter, report: Report) -> None:
     """One GET route per report, so each has its own documented parameters and example."""
     model = params_model(report)
 
-    def endpoint(request: Request, params: Any, x_api_key: str | None = None) -> JSONResponse:
-        require_read_access(x_api_key)
-        return _respond(_engine(request).run_report(report.name, params, raw_json=True))
+    def endpoint(engine: AnalyticsEngine, params: Any) -> JSONResponse:
+        return _respond(run_report(engine, report.name, params, raw_json=True))
 
     # FastAPI reads the parameters from the signature: give it this report's model as query parameters.
     endpoint.__signature__ = inspect.Signature(
         [  # type: ignore[attr-defined]
-            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+            inspect.Parameter("engine", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Engine),
             inspect.Parameter(
                 "params", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Annotated[model, Query()]
-            ),
-            inspect.Parameter(
-                "x_api_key",
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=None,
-                annotation=Annotated[str | None, Header()],
             ),
         ]
     )
     example = example_response(report)
-    app.add_api_route(
+    router.add_api_route(
         f"/reports/{report.name}",
         endpoint,
         methods=["GET"],
@@ -225,5 +172,5 @@ def _add_report_route(app: FastAPI, report: Report) -> None:
         description=report.description,
         tags=[f"reports: {report.section}"],
         operation_id=f"report_{report.name.replace('-', '_')}",
-        responses={200: {"content": {"application/json": {"example": example}}}, **ERRORS},
+        responses={200: {"content": {"application/json": {"example": example}}}},
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hmac
 from http import HTTPStatus
+from typing import Annotated
 
 from bentoml.exceptions import BentoMLException
+from fastapi import Header
 
 from salespulse.config import get_settings
 
@@ -33,6 +35,23 @@ def require_key(presented: str | None) -> None:
 def require_read_access(presented: str | None) -> None:
     if get_settings().read_access == "keyed":
         require_key(presented)
+
+
+# FastAPI dependencies: routers declare them once for all their routes. A dependency runs before the body is
+# parsed, so a request without the key is answered 401/403 whatever its body.
+ApiKeyHeader = Annotated[
+    str | None, Header(alias=API_KEY_HEADER, description="The API key (SALESPULSE_API_KEY).")
+]
+
+
+def read_access(x_api_key: ApiKeyHeader = None) -> None:
+    """Read endpoints: open, or keyed when SALESPULSE_READ_ACCESS=keyed."""
+    require_read_access(x_api_key)
+
+
+def write_access(x_api_key: ApiKeyHeader = None) -> None:
+    """Write and admin endpoints: always keyed."""
+    require_key(x_api_key)
 
 
 class _Unauthorized(BentoMLException):

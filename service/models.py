@@ -1,13 +1,20 @@
 """The models in service: pulling champions from the MLflow registry into the BentoML model store, loading
 them, and swapping to a newly promoted champion while requests are in flight.
 
+A model is identified by the registry, never by a version number alone: a BentoML model is labelled with the
+MLflow run id and model source of the registered version it was copied from, and the service serves the one
+whose labels match the version that holds the champion alias now (after a rollback too). Run ids are unique
+across stores, so two checkouts on one machine can't serve each other's models.
+
 A request reads ``slot.current`` once and keeps that object to the end, and a swap replaces the reference
 in one assignment, so a request never sees half of an old model and half of a new one and none is dropped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +25,15 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from salespulse.config import get_settings
+from salespulse.modeling.registry import RegistryUnavailable, SlotSpec, check_registry
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bentoml.salespulse")  # BentoML shows its own loggers at INFO
 
 # Run metrics copied into the BentoML model's metadata, so the service can show them without the registry.
-REPORTED_METRIC_PREFIXES = ("wape", "mase", "bias", "coverage", "silhouette", "davies_bouldin", "ari", "k")
+REPORTED_METRIC_PREFIXES = (
+    "wape", "mase", "bias", "coverage", "silhouette", "davies_bouldin", "ari", "k",
+    "holdout", "heuristic", "segment_means", "served_holdout",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class ServedModel:
     bento_tag: str
     python_model: Any = field(repr=False)
 
+    def describe_identity(self) -> str:
+        return f"{self.name} v{self.version} (run {self.run_id}, {self.bento_tag})"
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -48,20 +62,44 @@ class ServedModel:
         }
 
 
-def import_champion(name: str) -> bentoml.Model:
-    """Copy the registry's champion of ``name`` into the BentoML model store (once per registry version)."""
-    settings = get_settings()
+PACKED_TAGS_ENV = "SALESPULSE_PACKED_MODEL_TAGS"
+"""Set by `salespulse serve build` while it builds the Bento: the exact champion tags to pack (JSON)."""
+
+
+def packed_tag(name: str) -> str:
+    """The BentoML tag the service declares for ``name``: the champion's exact tag while `serve build`
+    packs the Bento, else the newest (inside a built Bento there is only one model of each name)."""
+    return json.loads(os.environ.get(PACKED_TAGS_ENV) or "{}").get(name, f"{name}:latest")
+
+
+def registry_client() -> MlflowClient:
+    """A client of the configured registry (RegistryUnavailable, in one line, when it can't be asked)."""
+    uri = get_settings().tracking_uri
+    check_registry(uri)
     # bentoml.mlflow resolves models:/ URIs through MLflow's global store settings.
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = MlflowClient()
-    version = client.get_model_version_by_alias(name, settings.champion_alias)
-    already = _stored_registry_version(name, str(version.version))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient()
+
+
+def import_champion(name: str) -> bentoml.Model:
+    """Copy the registry's champion of ``name`` into the BentoML model store, unless the model of that very
+    registered version (same run, same model source) is there already."""
+    settings = get_settings()
+    client = registry_client()
+    try:
+        version = client.get_model_version_by_alias(name, settings.champion_alias)
+    except mlflow.exceptions.MlflowException as error:
+        raise RegistryUnavailable(
+            f"no {settings.champion_alias} of {name} in the registry: {error}"
+        ) from None
+    already = _stored_copy_of(name, version.run_id, str(version.source))
     if already is not None:
         return already
     run = client.get_run(version.run_id)
     metadata: dict[str, Any] = {
         "registry_version": str(version.version),
+        "model_source": str(version.source),
         "alias": settings.champion_alias,
         "run_id": version.run_id,
         "trained_at": datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC).isoformat(),
@@ -76,18 +114,27 @@ def import_champion(name: str) -> bentoml.Model:
     return bentoml.mlflow.import_model(
         name,
         f"models:/{name}/{version.version}",
-        labels={"registry_version": str(version.version)},
+        labels={"registry_version": str(version.version), "run_id": version.run_id},
         metadata=metadata,
     )
 
 
-def _stored_registry_version(name: str, registry_version: str) -> bentoml.Model | None:
+def model_to_serve(spec: SlotSpec, packed: bentoml.Model) -> bentoml.Model:
+    """The registry's champion (SALESPULSE_MODEL_SOURCE=registry, the default), or the model packed in the
+    Bento (=bento: a Docker image has no registry)."""
+    if get_settings().model_source == "bento":
+        return packed
+    return import_champion(spec.model_name)
+
+
+def _stored_copy_of(name: str, run_id: str, source: str) -> bentoml.Model | None:
     try:
         stored = bentoml.models.list(name)
     except bentoml.exceptions.NotFound:
         return None
     for model in stored:
-        if model.info.labels.get("registry_version") == registry_version:
+        same_run = model.info.labels.get("run_id") == run_id
+        if same_run and model.info.metadata.get("model_source") == source:
             return model
     return None
 
@@ -126,7 +173,7 @@ class ModelSlot:
             name = self._current.name
             stored = import_champion(name)
             fresh = str(stored.info.metadata.get("registry_version", ""))
-            if fresh == self._current.version:
+            if str(stored.tag) == self._current.bento_tag:
                 return {"name": name, "version": fresh, "changed": "no"}
             served = load_served(stored)
             previous = self._current.version

@@ -5,97 +5,172 @@ teams, and the model lifecycle behind them.
 
 Prediction endpoints are BentoML APIs (POST, pydantic bodies); read and admin endpoints are a FastAPI app
 mounted at the root, and the analytics API is mounted under /analytics.
+
+The service is the one owner of the warehouse while it runs: it holds DuckDB's write lock, says so in an
+owner record beside the file (salespulse.warehouse.owner), and offers keyed admin endpoints (info, file
+import, consistent snapshot) through which the command line works meanwhile. With more than one worker
+(SALESPULSE_SERVICE_WORKERS), the first worker owns the warehouse; the others answer only the requests that
+need no warehouse (segments from raw features, model and segment descriptions) and refuse the rest with 503.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
-from typing import Annotated, Any
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument, NotFound
-from fastapi import FastAPI, Header, HTTPException
-from pydantic import Field
+from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel, Field
 
 from salespulse.analytics.engine import AnalyticsEngine
+from salespulse.analytics.errors import AnalyticsError, Problem
 from salespulse.config import get_settings
-from salespulse.features.customers import FEATURE_NAMES, customer_features
-from salespulse.features.series import Level
-from salespulse.modeling.registry import forecaster_model_names
-from salespulse.warehouse.store import connect
-from service.analytics_api import create_analytics_app
-from service.auth import AuthError, as_bentoml_error, require_key, require_read_access
-from service.errors import UniformErrors, field_message, install_error_handlers
-from service.middleware import BodySizeLimit
-from service.models import ModelSlot, load_served
-from service.schemas import (
+from salespulse.dataset.goals import import_goals_into
+from salespulse.dataset.importing import ImportFailed, ImportRejected, ImportResult, import_into
+from salespulse.features.customers import FEATURE_NAMES, SUMMARY_NAMES, customer_features, purchase_summary
+from salespulse.features.series import MAX_HORIZON, Level, RecentHistory, ServingFreq
+from salespulse.modeling.customer_value import (
+    DEFAULT_HORIZON_DAYS,
+    DEFAULT_LIFETIME_MONTHS,
+    MAX_LIFETIME_MONTHS,
+    CustomerPredictions,
+)
+from salespulse.modeling.customer_value import MAX_HORIZON_DAYS as MAX_VALUE_HORIZON_DAYS
+from salespulse.modeling.forecaster import PlannedPromotion as ModelPromotion
+from salespulse.modeling.registry import slot_specs
+from salespulse.schemas import (
     FORECAST_EXAMPLE,
     MAX_HORIZON_DAYS,
+    PREDICT_CUSTOMERS_BY_SUMMARY_EXAMPLE,
     SEGMENT_BY_FEATURES_EXAMPLE,
     CustomerFeatures,
+    CustomerSummary,
+    CustomerValuePrediction,
+    CustomerValueResponse,
     ForecastResponse,
+    PlannedPromotion,
     SegmentedCustomer,
     SegmentResponse,
     forecast_series_payload,
 )
+from salespulse.warehouse import owner
+from salespulse.warehouse.store import connect, sales_range, snapshot, table_counts
+from service.analytics_api import create_analytics_app
+from service.auth import AuthError, as_bentoml_error, read_access, require_read_access, write_access
+from service.errors import UniformErrors, field_message, install_error_handlers
+from service.exports import add_export_routes
+from service.middleware import BodySizeLimit
+from service.models import ModelSlot, load_served, model_to_serve, packed_tag
+from service.pages import add_pages, serve_docs_offline
 from service.warehouse import Warehouse
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("bentoml.salespulse")  # BentoML shows its own loggers at INFO
 settings = get_settings()
-FORECASTERS = forecaster_model_names()
+SLOTS = slot_specs()
+FORECASTER_SLOT = "forecaster_{}"
+# /forecast reads the recent daily history of a level from memory, refreshed when the sales change: a
+# statistical champion fits on half a year, LightGBM looks back 13 weeks.
+_FORECAST_HISTORY = RecentHistory(periods=190)
+_FORECAST_DEFAULT_HORIZON = {
+    "D": settings.forecast_horizon_days,
+    "W": settings.forecast_horizon_weeks,
+    "M": 3,
+}
+# One id for every worker of one start (scripts/service.sh sets it), so `make run` can tell its own new
+# instance from the old one still draining.
+INSTANCE = os.environ.get("SALESPULSE_INSTANCE_ID") or uuid.uuid4().hex[:12]
 
 read_app = FastAPI(title="salespulse read and admin endpoints")
-analytics_app = create_analytics_app()
-
-
+analytics_app = create_analytics_app(standalone=False)  # the owning worker hands it its engine
 install_error_handlers(read_app)
+# The root page, /dashboard, offline API docs (no CDN, no tracker) and CSV/Excel downloads of the analytics.
+add_pages(read_app)
+serve_docs_offline(analytics_app)
+add_export_routes(read_app, analytics_app)
+# The access rule of each group of routes, declared once as a dependency (it runs before the body is read);
+# /health and BentoML's probes stay open. (BentoML binds `self` only on routes of the app itself, not on an
+# included router's, so the groups are dependency sets rather than APIRouters.)
+READ_ROUTE: dict[str, Any] = {"dependencies": [Depends(read_access)]}
+ADMIN_ROUTE: dict[str, Any] = {"dependencies": [Depends(write_access)], "tags": ["admin"]}
 
 
-@bentoml.service(
-    name="salespulse",
-    workers=1,
-    traffic={"timeout": 60},
-    http={"host": settings.service_host, "port": settings.service_port},
-    # Access logs and tracing cost more per request than a segment assignment; metrics stay on. Sampling 0
-    # still runs the OpenTelemetry middleware (~25% of a one-customer /segment); excluded routes skip it.
-    logging={"access": {"enabled": False}},
-    tracing={"sample_rate": 0.0, "excluded_urls": ["/segment", "/forecast"]},
-)
-@bentoml.asgi_app(analytics_app, path="/analytics")
-@bentoml.asgi_app(read_app, path="/")
+class ImportRequest(BaseModel):
+    file: str = Field(min_length=1, description="Path of the CSV or Parquet export on the service's machine.")
+    mapping: str = Field(min_length=1, description="Path of the YAML mapping on the service's machine.")
+    skip_invalid: bool = Field(False, description="Import the valid rows, write the invalid ones aside.")
+
+
+class GoalImportRequest(BaseModel):
+    file: str = Field(
+        min_length=1, description="Path of the CSV or Parquet goal plan on the service's machine."
+    )
+    level: Literal["region", "salesman", "category", "product"] | None = Field(
+        None, description="The level of every row, for a plan without a 'level' column."
+    )
+
+
+class SnapshotRequest(BaseModel):
+    path: str = Field(min_length=1, description="Absolute path of the new file (must not be the warehouse).")
+
+
 class SalesPulse:
-    # One daily forecaster per planning level (see salespulse.modeling.registry), and the segmenter. Declared
-    # here so that `bentoml build` packs them into the Bento.
-    forecaster_product_region = bentoml.models.BentoModel(f"{FORECASTERS['product_region']}:latest")
-    forecaster_product = bentoml.models.BentoModel(f"{FORECASTERS['product']}:latest")
-    forecaster_category = bentoml.models.BentoModel(f"{FORECASTERS['category']}:latest")
-    forecaster_region = bentoml.models.BentoModel(f"{FORECASTERS['region']}:latest")
-    forecaster_category_region = bentoml.models.BentoModel(f"{FORECASTERS['category_region']}:latest")
-    forecaster_total = bentoml.models.BentoModel(f"{FORECASTERS['total']}:latest")
-    segmenter_model = bentoml.models.BentoModel(f"{settings.segmenter_model_name}:latest")
-
     def __init__(self) -> None:
-        self.warehouse = Warehouse(connect())
-        self.forecasters = {
-            level: ModelSlot(load_served(getattr(self, f"forecaster_{level}"))) for level in FORECASTERS
+        worker = bentoml.server_context.worker_index or 1
+        # The declared (packed) models are what a Bento serves; a checkout serves the registry's champions.
+        self.slots = {
+            spec.key: ModelSlot(load_served(model_to_serve(spec, getattr(self, spec.attribute))))
+            for spec in SLOTS
         }
-        self.segmenter = ModelSlot(load_served(self.segmenter_model))
-        # A mounted app's lifespan does not run, so the service hands the analytics app its engine, on the
-        # same connection: reports see sales the moment an ingest commits.
-        self.analytics = AnalyticsEngine.configured(self.warehouse.connection)
-        self.analytics.start_housekeeping(settings.analytics_idle_seconds)
-        analytics_app.state.engine = self.analytics
+        for slot in self.slots.values():
+            log.info("worker %s serves %s", worker, slot.current.describe_identity())
+        self.warehouse: Warehouse | None = None
+        self.analytics: AnalyticsEngine | None = None
+        if worker == 1:
+            self._own_warehouse()
         self._start_watcher()
         # Long-lived objects (models, connection) never die: keep them out of every full GC pass.
         gc.collect()
         gc.freeze()
 
+    def _own_warehouse(self) -> None:
+        self.warehouse = Warehouse(connect())
+        # A mounted app's lifespan does not run, so the service hands the analytics app its engine, on the
+        # same connection: reports see sales the moment an ingest commits.
+        self.analytics = AnalyticsEngine.configured(self.warehouse.connection)
+        self.analytics.start_housekeeping(settings.analytics_idle_seconds)
+        analytics_app.state.engine = self.analytics
+        host = "127.0.0.1" if settings.service_host in ("0.0.0.0", "::") else settings.service_host
+        owner.claim(settings.warehouse_path, url=f"http://{host}:{settings.service_port}", instance=INSTANCE)
+
+    @property
+    def segmenter(self) -> ModelSlot:
+        return self.slots["segmenter"]
+
+    @property
+    def customer_value(self) -> ModelSlot:
+        return self.slots["customer_value"]
+
+    def forecaster(self, level: str) -> ModelSlot:
+        return self.slots[FORECASTER_SLOT.format(level)]
+
+    def _warehouse(self) -> Warehouse:
+        if self.warehouse is None:
+            raise ServiceUnavailable(
+                field_message("warehouse", "this worker has no warehouse (only the first worker owns it)")
+            )
+        return self.warehouse
+
     def __is_ready__(self) -> bool:
-        return self.warehouse.is_open() and all(slot.current is not None for slot in self._slots())
+        warehouse_ok = self.warehouse is None or self.warehouse.is_open()
+        return warehouse_ok and all(slot.current is not None for slot in self._slots())
 
     # ---------------------------------------------------------------- predictions
 
@@ -114,34 +189,57 @@ class SalesPulse:
             ),
         ],
         level: Annotated[Level, Field(description="The planning level of the series.")] = "product_region",
+        freq: Annotated[
+            ServingFreq, Field(description="D (days), W (weeks, Monday to Sunday) or M (calendar months).")
+        ] = "D",
         horizon: Annotated[
-            int,
-            Field(ge=1, le=MAX_HORIZON_DAYS, description="Days ahead, starting after the last day of sales."),
-        ] = settings.forecast_horizon_days,
+            int | None,
+            Field(
+                ge=1,
+                le=MAX_HORIZON_DAYS,
+                description="Periods ahead from the first day after the last sale: at most "
+                + ", ".join(f"{n} ({f})" for f, n in MAX_HORIZON.items())
+                + "; default 28 days, 8 weeks or 3 months.",
+            ),
+        ] = None,
         intervals: Annotated[
             list[Annotated[float, Field(gt=0, lt=100)]],
             Field(max_length=5, description="Prediction interval levels in percent."),
         ] = [80.0, 95.0],  # noqa: B006 - pydantic copies defaults
+        promotions: Annotated[
+            list[PlannedPromotion],
+            Field(
+                max_length=100, description="Planned price cuts (what-if); other days are at regular prices."
+            ),
+        ] = [],  # noqa: B006 - pydantic copies defaults
     ) -> ForecastResponse:
-        """Daily revenue forecasts with prediction intervals for 1 to 500 series of one planning level,
-        computed from the warehouse's latest sales (sales ingested a minute ago move the forecast)."""
+        """Revenue forecasts (expected revenue, the figure to add up) with prediction intervals for 1 to 500
+        series of one planning level, by day, week or month, computed from the warehouse's latest sales
+        (sales ingested a minute ago move the forecast) and any planned promotions."""
         _check_read_key(ctx)
-        served = self.forecasters[level].current
+        horizon = horizon or _FORECAST_DEFAULT_HORIZON[freq]
+        if horizon > MAX_HORIZON[freq]:
+            message = f"at most {MAX_HORIZON[freq]} periods ahead at freq {freq!r}, not {horizon}"
+            raise InvalidArgument(field_message("horizon", message))
+        served = self.forecaster(level).current
         forecaster = served.python_model.forecaster
-        cursor = self.warehouse.cursor()
         try:
-            frame = forecaster.forecast_series(cursor, series, h=horizon, levels=tuple(intervals))
+            history = _FORECAST_HISTORY.panel(self._warehouse().cursor(), level, series)
         except KeyError as unknown:
             message = f"unknown series at level {level!r}: {unknown.args[0]}"
             raise NotFound(field_message("series", message)) from None
+        plans = [ModelPromotion(**p.model_dump()) for p in promotions]
+        try:
+            frame = forecaster.forecast_panel(history, horizon, tuple(intervals), freq=freq, promotions=plans)
         except ValueError as invalid:
-            raise InvalidArgument(str(invalid)) from None
+            raise InvalidArgument(field_message("body", str(invalid))) from None
         return ForecastResponse(
             level=level,
-            freq="D",
+            freq=freq,
             model=served.name,
             model_version=served.version,
-            history_until=self.warehouse.last_sale_day(cursor),
+            method=forecaster.method,
+            history_until=history.last_date.date(),
             series=forecast_series_payload(frame, series),
         )
 
@@ -200,7 +298,7 @@ class SalesPulse:
         )
 
     def _features_of_known_customers(self, customer_ids: list[str]) -> tuple[list[str], np.ndarray]:
-        features = customer_features(self.warehouse.cursor(), customer_ids)
+        features = customer_features(self._warehouse().cursor(), customer_ids)
         unknown = [i for i in dict.fromkeys(customer_ids) if i not in features.index]
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:10])
@@ -209,34 +307,99 @@ class SalesPulse:
             raise NotFound(field_message("customer_ids", message))
         return customer_ids, features.loc[customer_ids].to_numpy(dtype=np.float64)
 
+    @bentoml.api(route="/predict/customers")
+    def predict_customers(
+        self,
+        ctx: bentoml.Context,
+        customer_ids: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=128)]] | None,
+            Field(
+                None,
+                min_length=1,
+                max_length=settings.max_batch_customers,
+                description="Customers known to the warehouse; their purchase summaries are computed from "
+                "their sales up to the warehouse's last sale day.",
+                examples=[["C-0000001", "C-0000002"]],
+            ),
+        ] = None,
+        customers: Annotated[
+            list[CustomerSummary] | None,
+            Field(
+                None,
+                min_length=1,
+                max_length=settings.max_batch_customers,
+                description="Raw purchase summaries, for customers the warehouse does not know.",
+                examples=[PREDICT_CUSTOMERS_BY_SUMMARY_EXAMPLE["customers"]],
+            ),
+        ] = None,
+        horizon_days: Annotated[
+            int,
+            Field(ge=1, le=MAX_VALUE_HORIZON_DAYS, description="Days ahead of expected purchases and spend."),
+        ] = DEFAULT_HORIZON_DAYS,
+        lifetime_months: Annotated[
+            int,
+            Field(ge=1, le=MAX_LIFETIME_MONTHS, description="Months of 30 days the lifetime value covers."),
+        ] = DEFAULT_LIFETIME_MONTHS,
+        monthly_discount_rate: Annotated[
+            float, Field(ge=0, lt=1, description="Discount rate per month of the lifetime value (0.01 = 1%).")
+        ] = 0.0,
+    ) -> CustomerValueResponse:
+        """Expected purchases and spend in the next ``horizon_days``, probability still active and lifetime
+        value of 1 to 10,000 customers (BG/NBD + Gamma-Gamma), given either as warehouse ids or as raw
+        purchase summaries (exactly one of the two)."""
+        _check_read_key(ctx)
+        if (customer_ids is None) == (customers is None):
+            raise InvalidArgument(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
+        served = self.customer_value.current
+        as_of = None
+        if customer_ids is not None:
+            warehouse = self._warehouse()
+            cursor = warehouse.cursor()
+            summary = _known_customers(purchase_summary(cursor, customer_ids), customer_ids)
+            ids, matrix = customer_ids, summary.to_numpy(dtype=np.float64)
+            as_of = warehouse.last_sale_day(cursor)  # what the summaries were measured to
+        else:
+            ids = [c.customer_id for c in customers]
+            matrix = np.array(
+                [[getattr(c, name) for name in SUMMARY_NAMES] for c in customers], dtype=np.float64
+            )
+        options = {
+            "horizon_days": horizon_days,
+            "lifetime_months": lifetime_months,
+            "monthly_discount_rate": monthly_discount_rate,
+        }
+        predictions = served.python_model.model.predict(matrix, **options)
+        return CustomerValueResponse(
+            model_version=served.version, as_of=as_of, **options, customers=_value_rows(ids, predictions)
+        )
+
     # ---------------------------------------------------------------- read endpoints
 
-    @read_app.get("/models", tags=["models"], summary="The models in service")
-    def models(self, x_api_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    @read_app.get("/models", **READ_ROUTE, tags=["models"], summary="The models in service")
+    def models(self) -> dict[str, Any]:
         """Name, registry version, alias, training time and backtest metrics of each model in service."""
-        require_read_access(x_api_key)
         return {"models": [slot.current.describe() for slot in self._slots()]}
 
-    @read_app.get("/segments", tags=["segments"], summary="Segment profiles")
-    def segment_profiles(self, x_api_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    @read_app.get("/segments", **READ_ROUTE, tags=["segments"], summary="Segment profiles")
+    def segment_profiles(self) -> dict[str, Any]:
         """Each segment's size, share of revenue, mean recency/frequency/monetary and recommended action."""
-        require_read_access(x_api_key)
         served = self.segmenter.current
         profile = served.python_model.segmentation.profile.reset_index()
         return {"model_version": served.version, "segments": profile.to_dict(orient="records")}
 
-    @read_app.get("/customers/{customer_id}", tags=["segments"], summary="One customer's profile")
-    def customer_profile(
-        self, customer_id: str, x_api_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    @read_app.get(
+        "/customers/{customer_id}", **READ_ROUTE, tags=["segments"], summary="One customer's profile"
+    )
+    def customer_profile(self, customer_id: str) -> dict[str, Any]:
         """RFM features, segment and lifetime revenue of one customer known to the warehouse."""
-        require_read_access(x_api_key)
-        cursor = self.warehouse.cursor()
+        warehouse = self._warehouse()
+        cursor = warehouse.cursor()
         features = customer_features(cursor, [customer_id])
         if features.empty:
             message = f"unknown customer id {customer_id!r} (no sales in the warehouse)"
             raise HTTPException(404, field_message("customer_id", message))
-        details = self.warehouse.customer_details(cursor, customer_id)
+        details = warehouse.customer_details(cursor, customer_id)
+        prediction = self._prediction_block(purchase_summary(cursor, [customer_id]))
         served = self.segmenter.current
         assignment = served.python_model.segmentation.assign(features.to_numpy(dtype=np.float64))
         return {
@@ -251,33 +414,128 @@ class SalesPulse:
                 "distance": float(assignment.distance[0]),
                 "model_version": served.version,
             },
+            "prediction": prediction,
+        }
+
+    def _prediction_block(self, summary: Any) -> dict[str, Any]:
+        """The customer-value model's answer for one customer, over its default horizon and lifetime."""
+        served = self.customer_value.current
+        row = served.python_model.model.predict_frame(summary).iloc[0]
+        return {
+            **{name: float(value) for name, value in row.items()},
+            "horizon_days": DEFAULT_HORIZON_DAYS,
+            "lifetime_months": DEFAULT_LIFETIME_MONTHS,
+            "model_version": served.version,
         }
 
     @read_app.get("/health", tags=["health"], summary="Whether models and warehouse are loaded")
     def health(self) -> dict[str, Any]:
         """Liveness and readiness in one readable answer (BentoML's /livez and /readyz also answer)."""
-        warehouse = self.warehouse.status()
+        warehouse = self.warehouse.status() if self.warehouse else {"loaded": False, "owned_by": "worker 1"}
         models = {slot.current.name: slot.current.version for slot in self._slots()}
-        ready = warehouse["loaded"] and all(models.values())
-        return {"status": "ready" if ready else "not ready", "warehouse": warehouse, "models": models}
+        ready = (self.warehouse is None or warehouse["loaded"]) and all(models.values())
+        return {
+            "status": "ready" if ready else "not ready",
+            "instance": INSTANCE,
+            "warehouse": warehouse,
+            "models": models,
+        }
 
     # ---------------------------------------------------------------- admin
 
-    @read_app.post("/admin/reload", tags=["admin"], summary="Swap to the registry's current champions")
-    def reload(self, x_api_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    @read_app.post("/admin/reload", **ADMIN_ROUTE, summary="Swap to the registry's current champions")
+    def reload(self) -> dict[str, Any]:
         """Load the models that now hold the champion alias; requests in flight finish on the old ones."""
-        require_key(x_api_key)
         return {"models": [slot.reload_from_registry() for slot in self._slots()]}
 
+    @read_app.get(
+        "/admin/warehouse", **ADMIN_ROUTE, summary="Where the warehouse is, its row counts and sales range"
+    )
+    def warehouse_info(self) -> dict[str, Any]:
+        """What `salespulse data info` shows, read through the service while it owns the warehouse."""
+        with self._engine().cursor() as cursor:
+            first, last = sales_range(cursor)
+            return {
+                "path": str(settings.warehouse_path),
+                "tables": table_counts(cursor),
+                "first_sale": first.isoformat() if first else None,
+                "last_sale": last.isoformat() if last else None,
+            }
+
+    @read_app.post("/admin/import", **ADMIN_ROUTE, summary="Import an order-line export into the warehouse")
+    def import_export(self, request: ImportRequest) -> dict[str, Any]:
+        """`salespulse data import` through the running service: the same validation and one transaction,
+        written on the service's own connection with ingest held off, then the rollups brought up to date."""
+        file, mapping = _existing_file("file", request.file), _existing_file("mapping", request.mapping)
+
+        def write(con: Any) -> ImportResult:
+            return import_into(con, file, mapping, skip_invalid=request.skip_invalid)
+
+        try:
+            result = self._engine().write_exclusively(write)
+        except ImportFailed as failed:
+            raise HTTPException(422, field_message("file", str(failed))) from None
+        except ImportRejected as rejected:
+            raise FileRejected(rejected) from None
+        return {
+            "summary": result.describe(),
+            "rows_read": result.rows_read,
+            "inserted": result.inserted,
+            "updated": result.updated,
+            "rejected": result.rejected,
+            "reject_file": str(result.reject_file) if result.reject_file else None,
+        }
+
+    @read_app.post("/admin/import-goals", **ADMIN_ROUTE, summary="Import a goal plan into the warehouse")
+    def import_goal_plan(self, request: GoalImportRequest) -> dict[str, Any]:
+        """`salespulse data import-goals` through the running service: checked row by row, one transaction."""
+        file = _existing_file("file", request.file)
+        try:
+            result = self._engine().write_exclusively(
+                lambda con: import_goals_into(con, file, level=request.level)
+            )
+        except ImportFailed as failed:
+            raise HTTPException(422, field_message("file", str(failed))) from None
+        except ImportRejected as rejected:
+            raise FileRejected(rejected) from None
+        return {
+            "summary": result.describe(),
+            "rows_read": result.rows_read,
+            "targets": result.targets_by_level,
+        }
+
+    @read_app.post(
+        "/admin/snapshot", **ADMIN_ROUTE, summary="Write a consistent copy of the warehouse to a new file"
+    )
+    def write_snapshot(self, request: SnapshotRequest) -> dict[str, Any]:
+        """One consistent state even while sales are ingested: what training and `serve build` read."""
+        target = Path(request.path)
+        if not target.is_absolute() or target.resolve() == settings.warehouse_path.resolve():
+            raise HTTPException(422, field_message("path", "an absolute path other than the warehouse"))
+        engine = self._engine()
+        with self._snapshot_lock, engine.cursor() as cursor:
+            started = time.perf_counter()
+            snapshot(cursor, target)
+        return {"path": str(target), "seconds": round(time.perf_counter() - started, 3)}
+
     @bentoml.on_shutdown
-    def _finish_housekeeping(self) -> None:
-        """Let a running fold or checkpoint finish before the process goes."""
-        self.analytics.stop_housekeeping()
+    def _release_warehouse(self) -> None:
+        """Let a running fold or checkpoint finish before the process goes, and give up ownership."""
+        if self.analytics is not None:
+            self.analytics.stop_housekeeping()
+            owner.release(settings.warehouse_path)
 
     # ---------------------------------------------------------------- internals
 
+    _snapshot_lock = threading.Lock()
+
+    def _engine(self) -> AnalyticsEngine:
+        if self.analytics is None:
+            raise HTTPException(503, field_message("warehouse", "this worker does not own the warehouse"))
+        return self.analytics
+
     def _slots(self) -> list[ModelSlot]:
-        return [*self.forecasters.values(), self.segmenter]
+        return list(self.slots.values())
 
     def _start_watcher(self) -> None:
         interval = settings.model_watch_seconds
@@ -296,6 +554,45 @@ class SalesPulse:
         threading.Thread(target=watch, name="champion-watcher", daemon=True).start()
 
 
+class FileRejected(AnalyticsError):
+    """A file import with invalid rows: nothing was imported; each problem names its row and column."""
+
+    title = "file rejected"
+
+    def __init__(self, rejected: ImportRejected) -> None:
+        problems = [Problem("file", f"{rejected.summary()}; nothing was imported")]
+        problems += [Problem(e.column, f"row {e.row}: {e.message}") for e in rejected.errors]
+        super().__init__(problems)
+
+
+def _existing_file(field: str, path: str) -> Path:
+    file = Path(path)
+    if not file.is_absolute() or not file.is_file():
+        raise HTTPException(422, field_message(field, f"{path!r} is not an existing file (absolute path)"))
+    return file
+
+
+def _known_customers(summary: Any, customer_ids: list[str]) -> Any:
+    """``summary`` in the order (and with the repeats) of ``customer_ids``; 404 naming the unknown ids."""
+    unknown = [i for i in dict.fromkeys(customer_ids) if i not in summary.index]
+    if unknown:
+        shown = ", ".join(repr(i) for i in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        message = f"unknown customer id(s): {shown}{more} (no sales in the warehouse)"
+        raise NotFound(field_message("customer_ids", message))
+    return summary.loc[customer_ids]
+
+
+def _value_rows(ids: list[str | None], predictions: CustomerPredictions) -> list[CustomerValuePrediction]:
+    columns = [column.tolist() for column in predictions]
+    return [
+        CustomerValuePrediction(
+            customer_id=customer_id, **dict(zip(predictions._fields, values, strict=True))
+        )
+        for customer_id, *values in zip(ids, *columns, strict=True)
+    ]
+
+
 def _check_read_key(ctx: bentoml.Context) -> None:
     if settings.read_access == "open":
         return
@@ -305,5 +602,19 @@ def _check_read_key(ctx: bentoml.Context) -> None:
         raise as_bentoml_error(error) from None
 
 
+# The models, from the one declaration; `bentoml build` packs what the class declares.
+for _spec in SLOTS:
+    setattr(SalesPulse, _spec.attribute, bentoml.models.BentoModel(packed_tag(_spec.model_name)))
+# Decorated last, so that the declared models are in place when BentoML collects them.
+SalesPulse = bentoml.service(  # type: ignore[misc]
+    name="salespulse",
+    workers=settings.service_workers,
+    traffic={"timeout": 60},
+    http={"host": settings.service_host, "port": settings.service_port},
+    # Access logs and tracing cost more per request than a segment assignment; metrics stay on. Sampling 0
+    # still runs the OpenTelemetry middleware (~25% of a one-customer /segment); excluded routes skip it.
+    logging={"access": {"enabled": False}},
+    tracing={"sample_rate": 0.0, "excluded_urls": ["/segment", "/forecast", "/predict/customers"]},
+)(bentoml.asgi_app(analytics_app, path="/analytics")(bentoml.asgi_app(read_app, path="/")(SalesPulse)))
 SalesPulse.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 SalesPulse.add_asgi_middleware(UniformErrors)

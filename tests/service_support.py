@@ -66,11 +66,13 @@ from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
 from salespulse.features.series import LEVELS
 from training.forecaster.pipeline import run as train_forecaster
 from training.segmenter.pipeline import run as train_segmenter
+from training.customer_value.pipeline import run as train_customer_value
 from service.build import import_champions
 generate_warehouse(GeneratorConfig(**{SERVICE_SAMPLE!r}))
 for level in LEVELS:
     train_forecaster(level=level, freq="D", progress=False)
 train_segmenter(progress=False)
+train_customer_value(progress=False)
 import_champions()
 """,
         env,
@@ -101,7 +103,13 @@ def start_service(
     env: dict[str, str], log: Path, *, extra_env: dict[str, str] | None = None
 ) -> RunningService:
     port = free_port()
-    env = {**env, **(extra_env or {})}
+    # The service reads its own address from the settings: its owner record says where it answers.
+    env = {
+        **env,
+        "SALESPULSE_SERVICE_HOST": "127.0.0.1",
+        "SALESPULSE_SERVICE_PORT": str(port),
+        **(extra_env or {}),
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(VENV_BIN / "bentoml"), "serve", "service.service:SalesPulse", "--host", "127.0.0.1",

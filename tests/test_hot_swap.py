@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -45,8 +44,6 @@ MIN_REQUESTS = 400
 class Stack:
     service: RunningService
     root: Path
-    training_warehouse: Path
-    """A copy of the warehouse for retraining: the service holds DuckDB's lock on its own file."""
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +51,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("hot_swap")
     env = environment(root)
     prepare_models(env)
-    # Copied before the service opens the file: DuckDB lets no other process open it after that, not even
-    # read-only, and the copy is then of a closed, consistent database.
-    training_warehouse = root / "training.duckdb"
-    shutil.copyfile(root / "warehouse.duckdb", training_warehouse)
-    running = start_service(env, root / "service.log")
-    yield Stack(running, root, training_warehouse)
-    running.stop()
+    stack = Stack(start_service(env, root / "service.log"), root)
+    yield stack
+    stack.service.stop()
 
 
 def served_version(service: RunningService, name: str = SEGMENTER) -> str:
@@ -68,31 +61,41 @@ def served_version(service: RunningService, name: str = SEGMENTER) -> str:
     return next(m["version"] for m in models if m["name"] == name)
 
 
-def promote_new_segmenter(env: dict[str, str], warehouse: Path, seed: int) -> tuple[str, float]:
+def promote_new_segmenter(env: dict[str, str], seed: int) -> tuple[str, float]:
     """Train and register a new segmenter version and make it the champion; returns its version and the
     wall-clock time of the promotion (the subprocess still takes a moment to exit after it).
 
-    The pipeline's gate promotes only a better silhouette, so a retrain may well stay a challenger; the test
-    needs a promotion, so the alias is then set as an operator would after review.
+    Training runs as a user runs it, `salespulse train segmenter`, while the service owns the warehouse: the
+    command reads a consistent snapshot that the service writes. The pipeline's gate promotes only a better
+    silhouette, so a retrain may well stay a challenger; the test needs a promotion, so the alias is then
+    set as an operator would after review.
     """
+    trained = subprocess.run(
+        [str(VENV_BIN / "salespulse"), "train", "segmenter", "--seed", str(seed)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    version = re.search(rf"{SEGMENTER} v(\d+)", trained.stdout + trained.stderr)
+    assert version, trained.stderr[-3000:]
+    promoted_at = set_champion(env, version.group(1))
+    return version.group(1), promoted_at
+
+
+def set_champion(env: dict[str, str], version: str) -> float:
+    """Give ``version`` of the segmenter the champion alias (a promotion, or a rollback); returns when."""
     out = run_python(
         f"""
 import time
-from pathlib import Path
 from mlflow.tracking import MlflowClient
 from salespulse.config import get_settings
-from training.segmenter.pipeline import run
-result = run(seed={seed}, k_range=(3, 6), progress=False, warehouse=Path({str(warehouse)!r}))
-name, alias = get_settings().segmenter_model_name, get_settings().champion_alias
-MlflowClient().set_registered_model_alias(name, alias, result.version)
-print(f"NEW_VERSION={{result.version}} PROMOTED_AT={{time.time()}}")
+from training.tracking import configure_mlflow
+configure_mlflow()
+MlflowClient().set_registered_model_alias("{SEGMENTER}", get_settings().champion_alias, "{version}")
+print(f"SET_AT={{time.time()}}")
 """,
         env,
-        timeout=180,
     )
-    match = re.search(r"NEW_VERSION=(\d+) PROMOTED_AT=([\d.]+)", out)
-    assert match, out
-    return match.group(1), float(match.group(2))
+    return float(re.search(r"SET_AT=([\d.]+)", out).group(1))
 
 
 def segment_version(service: RunningService) -> str:
@@ -145,7 +148,7 @@ def test_promoting_a_new_champion_under_load_fails_no_request(stack: Stack) -> N
         wait_for_requests(prefix, locust, at_least=50, timeout=20)
 
         started = time.monotonic()
-        new, _ = promote_new_segmenter(service.env, stack.training_warehouse, seed=7)
+        new, _ = promote_new_segmenter(service.env, seed=7)
         trained = time.monotonic() - started
         assert new != before
 
@@ -185,9 +188,12 @@ def test_promoting_a_new_champion_under_load_fails_no_request(stack: Stack) -> N
 
 
 def test_the_watcher_picks_up_a_promotion_without_a_reload_call(stack: Stack, tmp_path: Path) -> None:
-    # A second service on its own copy of the warehouse (the first one holds the lock on its file).
+    # A second service on its own copy of the warehouse (the first one owns its file): a snapshot of it.
     warehouse = tmp_path / "watched.duckdb"
-    shutil.copyfile(stack.training_warehouse, warehouse)
+    snapshot = httpx.post(
+        f"{stack.service.url}/admin/snapshot", json={"path": str(warehouse)}, headers={"x-api-key": API_KEY}
+    )
+    assert snapshot.status_code == 200, snapshot.text
     watched = start_service(
         stack.service.env,
         tmp_path / "watched.log",
@@ -195,7 +201,7 @@ def test_the_watcher_picks_up_a_promotion_without_a_reload_call(stack: Stack, tm
     )
     try:
         before = served_version(watched)
-        new, promoted_at = promote_new_segmenter(watched.env, stack.training_warehouse, seed=3)
+        new, promoted_at = promote_new_segmenter(watched.env, seed=3)
         assert new != before
         while served_version(watched) != new:
             waited = time.time() - promoted_at
@@ -205,3 +211,45 @@ def test_the_watcher_picks_up_a_promotion_without_a_reload_call(stack: Stack, tm
         assert segment_version(watched) == new
     finally:
         watched.stop()
+
+
+def test_a_restart_after_a_rollback_serves_the_rolled_back_champion(stack: Stack) -> None:
+    """Identity by registry, not by number: after the alias goes back to an older version, a restarted
+    service serves that version (matched by run id), though a newer model is the latest in the BentoML
+    store."""
+    service = stack.service
+    before = served_version(service)
+    newer, _ = promote_new_segmenter(service.env, seed=11)
+    reload = httpx.post(f"{service.url}/admin/reload", headers={"x-api-key": API_KEY}, timeout=120)
+    assert reload.status_code == 200, reload.text
+    assert served_version(service) == newer
+
+    set_champion(service.env, before)  # the rollback
+    service.stop()
+    stack.service = service = start_service(service.env, stack.root / "service-restarted.log")
+
+    served = next(m for m in httpx.get(f"{service.url}/models").json()["models"] if m["name"] == SEGMENTER)
+    assert served["version"] == before
+    assert segment_version(service) == before
+    facts = json.loads(
+        run_python(
+            f"""
+import json, bentoml
+from mlflow.tracking import MlflowClient
+from salespulse.config import get_settings
+from training.tracking import configure_mlflow
+configure_mlflow()
+champion = MlflowClient().get_model_version_by_alias("{SEGMENTER}", get_settings().champion_alias)
+latest = bentoml.models.get("{SEGMENTER}:latest")
+latest_version = latest.info.labels["registry_version"]
+print(json.dumps({{"champion_run": champion.run_id, "latest_version": latest_version}}))
+""",
+            service.env,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
+    assert served["run_id"] == facts["champion_run"]
+    assert facts["latest_version"] == newer, "the newest model in the store must not be what is served"
+    log = (stack.root / "service-restarted.log").read_text()
+    assert f"{SEGMENTER} v{before} (run {facts['champion_run']}" in log

@@ -211,3 +211,24 @@ def test_champion_loads_and_predicts_in_a_fresh_process_without_training(
     assert answer["result"]["segment"] == assignment.segment.tolist()
     assert answer["result"]["action"] == assignment.action.tolist()
     np.testing.assert_allclose(answer["result"]["distance"], assignment.distance)
+
+
+@pytest.mark.slow
+def test_logged_model_predicts_from_whole_numbers_and_mixed_columns(
+    first_run: SegmenterRun, features: pd.DataFrame
+):
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}/{first_run.version}")
+    # The README's example customer: every column int64, which a "double" signature refused.
+    whole = pd.DataFrame(
+        [{"recency_days": 12, "frequency": 9, "monetary": 5120, "tenure_days": 640, "avg_order_value": 568}]
+    )
+    assert set(whole.dtypes) == {np.dtype("int64")}
+    pd.testing.assert_frame_equal(model.predict(whole), model.predict(whole.astype(np.float64)))
+    # Counts as integers next to fractional money, as a caller's own data often has them.
+    rows = features.head(20).reset_index(drop=True)
+    mixed = rows.astype({"recency_days": "int64", "frequency": "int64", "tenure_days": "int64"})
+    assert model.predict(mixed)["segment"].tolist() == model.predict(rows)["segment"].tolist()
+    with pytest.raises(
+        ValueError, match=r"^monetary must be a number: 1 bad row\(s\), first at row 0 \('lots'\)"
+    ):
+        model.predict(whole.astype(object).assign(monetary=["lots"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -85,6 +86,33 @@ def test_segment_by_ids_matches_the_customer_profile(service):
         assert profile["segment"]["name"] == row["segment"]
         assert profile["lifetime_revenue"] == pytest.approx(profile["features"]["monetary"])
         assert row["action"] and row["distance"] >= 0
+
+
+def test_customer_predictions_by_ids_match_the_profile_and_raw_summaries(service):
+    known = [
+        c
+        for c in ("C-0000001", "C-0000002", "C-0000003")
+        if get(service, f"/customers/{c}").status_code == 200
+    ]
+    answer = post(service, "/predict/customers", {"customer_ids": known, "horizon_days": 90})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [c["customer_id"] for c in body["customers"]] == known and body["horizon_days"] == 90
+    for row in body["customers"]:
+        assert 0 <= row["probability_alive"] <= 1
+        assert row["expected_spend"] == pytest.approx(
+            row["expected_purchases"] * row["expected_purchase_value"]
+        )
+        assert row["lifetime_value"] >= row["expected_spend"] >= 0
+        profile = get(service, f"/customers/{row['customer_id']}").json()
+        assert profile["prediction"]["probability_alive"] == pytest.approx(row["probability_alive"])
+    # A loyal, recent customer is more likely alive than one gone quiet long ago (whole numbers accepted).
+    recent = {"frequency": 12, "recency": 400, "T": 410, "monetary_value": 500}
+    quiet = {"frequency": 12, "recency": 60, "T": 410, "monetary_value": 500}
+    summaries = post(service, "/predict/customers", {"customers": [recent, quiet]}).json()["customers"]
+    assert summaries[0]["probability_alive"] > summaries[1]["probability_alive"]
+    unknown = post(service, "/predict/customers", {"customer_ids": ["NOPE-1"]})
+    assert unknown.status_code == 404 and unknown.json()["detail"][0]["field"] == "customer_ids"
 
 
 def test_segment_by_raw_features_puts_a_big_recent_buyer_among_champions(service):
@@ -254,8 +282,12 @@ def test_keyed_read_access(service, tmp_path: Path):
     )
     keyed = start_service(env, tmp_path / "keyed.log", extra_env={"SALESPULSE_READ_ACCESS": "keyed"})
     try:
-        assert get(keyed, "/models").status_code == 401
-        assert get(keyed, "/models", **{"x-api-key": API_KEY}).status_code == 200
+        for path in ("/models", "/segments", "/analytics/reports", "/analytics/meta",
+                     "/analytics/reports/kpi-total-revenue"):  # fmt: skip
+            assert get(keyed, path).status_code == 401, path
+            assert get(keyed, path, **{"x-api-key": API_KEY}).status_code == 200, path
+        # The key is checked before the body is validated: a wrong-shaped body without a key is a 401.
+        assert post(keyed, "/analytics/query", {"measures": "not a list"}).status_code == 401
         row = {"recency_days": 1, "frequency": 2, "monetary": 3, "tenure_days": 4, "avg_order_value": 1.5}
         refused = post(keyed, "/segment", {"customers": [row]})
         assert refused.status_code == 401
@@ -263,3 +295,24 @@ def test_keyed_read_access(service, tmp_path: Path):
         assert post(keyed, "/segment", {"customers": [row]}, **{"x-api-key": API_KEY}).status_code == 200
     finally:
         keyed.stop()
+
+
+def test_two_workers_stay_up_and_share_the_prediction_load(service, tmp_path: Path):
+    """SALESPULSE_SERVICE_WORKERS=2: the first worker owns the warehouse, the second serves what needs none
+    (segments from raw features); neither crashes on the warehouse's lock."""
+    snapshot = tmp_path / "two-workers.duckdb"
+    taken = post(service, "/admin/snapshot", {"path": str(snapshot)}, **{"x-api-key": API_KEY})
+    assert taken.status_code == 200, taken.text
+    env = {**service.env, "SALESPULSE_WAREHOUSE_PATH": str(snapshot)}
+    two = start_service(env, tmp_path / "two.log", extra_env={"SALESPULSE_SERVICE_WORKERS": "2"})
+    try:
+        row = {"recency_days": 5, "frequency": 12, "monetary": 600, "tenure_days": 400, "avg_order_value": 50}
+        with two.client() as client:
+            answers = [client.post("/segment", json={"customers": [row]}).status_code for _ in range(40)]
+        assert answers == [200] * 40
+        time.sleep(5)  # a worker that crashes on start-up is restarted by the supervisor: give it time to
+        log = (tmp_path / "two.log").read_text()
+        assert "WarehouseLocked" not in log and "startup failed" not in log.lower(), log[-3000:]
+        assert log.count("Service salespulse initialized") == 2, log[-3000:]
+    finally:
+        two.stop()

@@ -173,9 +173,9 @@ class CustomerSegmenter(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc model: feature rows in, ``segment_id``, ``segment``, ``action``, ``distance`` out.
 
     Logged from code, MLflow builds it empty and fills it in :meth:`load_context` from the model's
-    ``segmentation`` artifact; in process it can wrap a segmentation directly. Through MLflow the logged
-    signature applies: every feature is a double, and MLflow refuses int64 columns for doubles, so callers
-    of the pyfunc (or of ``mlflow models serve``) send whole numbers as floats.
+    ``segmentation`` artifact; in process it can wrap a segmentation directly. The logged signature names
+    the feature columns but lets any value type through (MLflow would refuse int64 for a double column), so
+    whole numbers, fractions or a mix of both work; :meth:`predict` casts each column to float64 itself.
     """
 
     def __init__(self, segmentation: Segmentation | None = None) -> None:
@@ -192,4 +192,28 @@ class CustomerSegmenter(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         if self.segmentation is None:
             raise RuntimeError("CustomerSegmenter has no segmentation: load it through MLflow")
-        return self.segmentation.predict_frame(model_input)
+        return self.segmentation.predict_frame(numeric_features(model_input))
+
+
+def numeric_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """The feature columns of ``frame`` as float64, whatever numeric type (or numeric text) they came in.
+
+    Raises ``ValueError`` naming the column when a value is not a number. Missing columns and values out of
+    range are left for :func:`validate_features` to name.
+    """
+    columns = {name: _as_float64(name, frame[name]) for name in FEATURE_NAMES if name in frame.columns}
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _as_float64(name: str, values: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(np.float64)
+    numbers = pd.to_numeric(values, errors="coerce")
+    not_numbers = (numbers.isna() & values.notna()).to_numpy()
+    if not_numbers.any():
+        first = int(np.argmax(not_numbers))
+        raise ValueError(
+            f"{name} must be a number: {int(not_numbers.sum())} bad row(s), "
+            f"first at row {first} ({values.iloc[first]!r})"
+        )
+    return numbers.astype(np.float64)

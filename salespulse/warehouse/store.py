@@ -15,6 +15,8 @@ from pathlib import Path
 import duckdb
 
 from salespulse.config import get_settings
+from salespulse.warehouse.migrations import migrate, require_current
+from salespulse.warehouse.owner import WarehouseMissing, locked_error
 from salespulse.warehouse.schema import ALL_TABLES
 
 
@@ -23,32 +25,44 @@ def warehouse_path() -> Path:
 
 
 def connect(path: Path | str | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (creating the file and schema unless read-only)."""
+    """Open the warehouse (creating the file and schema, or migrating an older one, unless read-only).
+
+    Raises WarehouseMissing for a read of a file that isn't there, WarehouseLocked when another process
+    (the running service, a training run) holds DuckDB's lock on it, and WarehouseOutdated for a read-only
+    open of a warehouse an older salespulse made (see migrations.py).
+    """
     settings = get_settings()
     target = Path(path) if path is not None else settings.warehouse_path
     if read_only and not target.exists():
-        raise FileNotFoundError(
-            f"No warehouse at {target}. "
-            "Create one with `salespulse data generate` or `salespulse data import`."
-        )
+        raise WarehouseMissing(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(
-        str(target),
-        read_only=read_only,
-        config={
-            "memory_limit": settings.warehouse_memory_limit,
-            "threads": settings.warehouse_threads,
-            "checkpoint_threshold": settings.warehouse_checkpoint_threshold,
-        },
-    )
-    if not read_only:
-        create_schema(con)
+    try:
+        con = duckdb.connect(
+            str(target),
+            read_only=read_only,
+            config={
+                "memory_limit": settings.warehouse_memory_limit,
+                "threads": settings.warehouse_threads,
+                "checkpoint_threshold": settings.warehouse_checkpoint_threshold,
+            },
+        )
+    except duckdb.IOException as error:
+        raise (locked_error(target, error) or error) from None
+    try:
+        if read_only:
+            require_current(con, target)
+        else:
+            create_schema(con, target)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
-def create_schema(con: duckdb.DuckDBPyConnection) -> None:
-    for table in ALL_TABLES:
-        con.execute(table.ddl())
+def create_schema(con: duckdb.DuckDBPyConnection, path: Path | str = "") -> None:
+    """Create the declared tables, or bring an older warehouse up to the current schema, atomically."""
+    with transaction(con):
+        migrate(con, path)
 
 
 @contextmanager
@@ -89,5 +103,33 @@ def _remove_database_files(path: Path) -> None:
         candidate.unlink(missing_ok=True)
 
 
+def snapshot(con: duckdb.DuckDBPyConnection, target: Path) -> None:
+    """Copy the database ``con`` has open into a new file ``target``: one statement, so one consistent
+    state even while others write (training reads such a copy while the service owns the warehouse)."""
+    target.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (source,) = con.execute("SELECT current_database()").fetchone()
+    con.execute("ATTACH ? AS snapshot_target", [str(target)])
+    try:
+        con.execute(f'COPY FROM DATABASE "{source}" TO snapshot_target')
+    finally:
+        con.execute("DETACH snapshot_target")
+
+
+def sales_range(con: duckdb.DuckDBPyConnection) -> tuple[object, object]:
+    """First and last order time, (None, None) when there are no lines."""
+    return con.execute("SELECT min(ordered_at), max(ordered_at) FROM order_lines").fetchone()
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {t.name: con.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in ALL_TABLES}
+    """Rows of each declared table (a table an older warehouse opened read-only lacks counts 0)."""
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    return {
+        t.name: con.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] if t.name in present else 0
+        for t in ALL_TABLES
+    }

@@ -15,6 +15,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 from salespulse.features.customers import FEATURE_NAMES
 from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, CustomerSegmenter, Segmentation
@@ -22,10 +23,13 @@ from training.segmenter.train import silhouette_on_sample
 from training.tracking import log_model_from_code
 
 INPUT_EXAMPLE_ROWS = 5
-# Declared rather than inferred from the example: the contract is the feature list, and every feature is a
-# double even when a caller's value is a whole number.
+# Declared rather than inferred from the example: the contract is the feature list. The columns are typed
+# Any because MLflow's schema check refuses int64 for a double column ("Can not safely convert int64 to
+# float64") and float64 for a long one, while callers naturally send whole numbers for counts and day spans
+# and often for money, mixed with fractions. The model itself casts every column to float64 and refuses a
+# value that is not a number, naming the column (CustomerSegmenter.predict).
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("double", name) for name in FEATURE_NAMES]),
+    inputs=Schema([ColSpec(AnyType(), name) for name in FEATURE_NAMES]),
     outputs=Schema(
         [
             ColSpec("long", "segment_id"),
