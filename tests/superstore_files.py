@@ -1,16 +1,23 @@
-"""Superstore-style order-line exports, made up but realistic, for the import tests and benchmark.
+"""Exports in public layouts, made up but realistic, for the import tests and benchmark.
 
-The layout is that of the common public "superstore" sales file: one row per order line, customers with
-real US city/state/zip combinations (from the offline zip table), several lines per order, dates like
-11/8/2016, zips stored as numbers (2920 for 02920), and Sales = Quantity x price x (1 - Discount)
-rounded to 4 decimals.
+The superstore layout is that of the common public "superstore" sales file: one row per order line,
+customers with real US city/state/zip combinations (from the offline zip table), several lines per order,
+dates like 11/8/2016 (or 2016-11-08, as other copies write them), zips stored as numbers (2920 for 02920),
+and Sales = Quantity x price x (1 - Discount) rounded to 4 decimals. City, State, Postal Code and Region are
+where the order was shipped: the customer's own address, or with ``ship_elsewhere`` for that share of the
+orders another place, so that customers order to several states as in real exports.
 
-``python tests/superstore_files.py`` rewrites the shipped example, data/examples/superstore_sample.csv.
+The invoice-log layout is that of the public "online retail" file: InvoiceNo, StockCode, Description,
+Quantity, InvoiceDate (12/1/2010 8:26), UnitPrice, CustomerID, Country; an invoice may list a stock code
+twice.
+
+``python tests/superstore_files.py`` rewrites the shipped examples in data/examples/.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -18,8 +25,13 @@ import pandas as pd
 
 from salespulse.dataset.geography import STATE_NAMES, zip_table
 
-SAMPLE_FILE = Path(__file__).resolve().parents[1] / "data" / "examples" / "superstore_sample.csv"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+SAMPLE_FILE = EXAMPLES / "superstore_sample.csv"
 SAMPLE_ROWS = 300
+ISO_SAMPLE_FILE = EXAMPLES / "superstore_sample_iso_dates.csv"  # the same lines, dates as 2015-09-13
+INVOICE_SAMPLE_FILE = EXAMPLES / "invoice_log_sample.csv"
+INVOICE_SAMPLE_ROWS = 120
+DateStyle = Literal["us", "iso"]
 
 COLUMNS = [
     "Row ID", "Order ID", "Order Date", "Ship Date", "Ship Mode", "Customer ID", "Customer Name", "Segment",
@@ -66,7 +78,9 @@ DISCOUNT_WEIGHTS = [0.48, 0.02, 0.01, 0.37, 0.03, 0.03, 0.02, 0.03, 0.01]
 STATE_NAME_OF_CODE = {code: name for name, code in STATE_NAMES.items()}
 
 
-def superstore_frame(rows: int, *, seed: int = 0) -> pd.DataFrame:
+def superstore_frame(
+    rows: int, *, seed: int = 0, dates: DateStyle = "us", ship_elsewhere: float = 0.0
+) -> pd.DataFrame:
     """``rows`` order lines in the superstore layout, all columns as the file would show them."""
     rng = np.random.default_rng(seed)
     customers = _customers(rng, count=int(np.clip(rows // 12, 10, 50_000)))
@@ -90,6 +104,9 @@ def superstore_frame(rows: int, *, seed: int = 0) -> pd.DataFrame:
 
     product = products.iloc[rng.integers(0, len(products), size=rows)].reset_index(drop=True)
     customer = customers.iloc[order_customer[order_of_line]].reset_index(drop=True)
+    ship_to = (
+        _ship_to(customers, order_customer, ship_elsewhere, seed).iloc[order_of_line].reset_index(drop=True)
+    )
     quantity = np.minimum(rng.geometric(0.3, size=rows), 14)
     discount = rng.choice(DISCOUNTS, size=rows, p=DISCOUNT_WEIGHTS)
     sales = np.round(quantity * product["price"].to_numpy() * (1 - discount), 4)
@@ -99,17 +116,17 @@ def superstore_frame(rows: int, *, seed: int = 0) -> pd.DataFrame:
         {
             "Row ID": np.arange(1, rows + 1),
             "Order ID": order_ids.to_numpy()[order_of_line],
-            "Order Date": _us_dates(order_dates)[order_of_line],
-            "Ship Date": _us_dates(ship_dates)[order_of_line],
+            "Order Date": _written_dates(order_dates, dates)[order_of_line],
+            "Ship Date": _written_dates(ship_dates, dates)[order_of_line],
             "Ship Mode": rng.choice(SHIP_MODES, size=orders, p=[0.6, 0.19, 0.16, 0.05])[order_of_line],
             "Customer ID": customer["id"],
             "Customer Name": customer["name"],
             "Segment": customer["segment"],
             "Country": "United States",
-            "City": customer["city"],
-            "State": customer["state"],
-            "Postal Code": customer["postal_code"],
-            "Region": customer["region"],
+            "City": ship_to["city"],
+            "State": ship_to["state"],
+            "Postal Code": ship_to["postal_code"],
+            "Region": ship_to["region"],
             "Product ID": product["id"],
             "Category": product["category"],
             "Sub-Category": product["subcategory"],
@@ -123,14 +140,28 @@ def superstore_frame(rows: int, *, seed: int = 0) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def write_superstore_csv(path: Path, rows: int, *, seed: int = 0) -> Path:
+def write_superstore_csv(
+    path: Path, rows: int, *, seed: int = 0, dates: DateStyle = "us", ship_elsewhere: float = 0.0
+) -> Path:
     """Write a superstore-style CSV (through DuckDB, which is fast for the benchmark's millions of rows)."""
-    frame = superstore_frame(rows, seed=seed)
+    frame = superstore_frame(rows, seed=seed, dates=dates, ship_elsewhere=ship_elsewhere)
     with duckdb.connect() as con:
         con.register("superstore", frame)
         quoted_path = str(path).replace("'", "''")
         con.execute(f"COPY superstore TO '{quoted_path}' (HEADER)")
     return path
+
+
+def _ship_to(
+    customers: pd.DataFrame, order_customer: np.ndarray, ship_elsewhere: float, seed: int
+) -> pd.DataFrame:
+    """Each order's ship-to address (city, state, postal code, region): its customer's, or for a
+    ``ship_elsewhere`` share of the orders another customer's place. A random stream of its own leaves every
+    other column as it is without ``ship_elsewhere``."""
+    rng = np.random.default_rng([seed, 1])
+    elsewhere = rng.random(len(order_customer)) < ship_elsewhere
+    place = np.where(elsewhere, rng.integers(0, len(customers), size=len(order_customer)), order_customer)
+    return customers.iloc[place][["city", "state", "postal_code", "region"]].reset_index(drop=True)
 
 
 def _customers(rng: np.random.Generator, count: int) -> pd.DataFrame:
@@ -178,11 +209,70 @@ def _products(rng: np.random.Generator, count: int) -> pd.DataFrame:
     )
 
 
-def _us_dates(dates: pd.DatetimeIndex) -> np.ndarray:
-    """11/8/2016 style: month/day/year without zero padding."""
+def _written_dates(dates: pd.DatetimeIndex, style: DateStyle) -> np.ndarray:
+    """us: 11/8/2016 (month/day/year without zero padding); iso: 2016-11-08."""
+    if style == "iso":
+        return dates.strftime("%Y-%m-%d").to_numpy()
     return (dates.month.astype(str) + "/" + dates.day.astype(str) + "/" + dates.year.astype(str)).to_numpy()
+
+
+INVOICE_COLUMNS = [
+    "InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country",
+]  # fmt: skip
+ITEMS = [
+    "WHITE HANGING HEART T-LIGHT HOLDER", "WHITE METAL LANTERN", "CREAM CUPID HEARTS COAT HANGER",
+    "KNITTED UNION FLAG HOT WATER BOTTLE", "RED WOOLLY HOTTIE WHITE HEART.", "SET 7 BABUSHKA NESTING BOXES",
+    "GLASS STAR FROSTED T-LIGHT HOLDER", "HAND WARMER UNION JACK", "HAND WARMER RED POLKA DOT",
+    "ASSORTED COLOUR BIRD ORNAMENT", "POPPY'S PLAYHOUSE BEDROOM", "FELTCRAFT PRINCESS CHARLOTTE DOLL",
+    "IVORY KNITTED MUG COSY", "BOX OF 6 ASSORTED COLOUR TEASPOONS", "BOX OF VINTAGE JIGSAW BLOCKS",
+    "ALARM CLOCK BAKELIKE RED", "LUNCH BAG RED RETROSPOT", "JUMBO BAG PINK POLKADOT",
+    "PAPER CHAIN KIT 50'S CHRISTMAS", "SET OF 3 CAKE TINS PANTRY DESIGN, LARGE",
+]  # fmt: skip
+COUNTRIES = ["United Kingdom", "France", "Germany", "EIRE", "Netherlands"]
+
+
+def invoice_log_frame(rows: int, *, seed: int = 0) -> pd.DataFrame:
+    """``rows`` invoice lines in the online-retail layout, all columns as the file would show them."""
+    rng = np.random.default_rng(seed)
+    lines_per_invoice = np.minimum(rng.geometric(0.3, size=rows), 9)
+    invoice_of_line = np.repeat(np.arange(rows), lines_per_invoice)[:rows]
+    invoices = invoice_of_line.max() + 1
+    minutes = np.sort(rng.integers(0, 373 * 24 * 60, size=invoices))
+    invoice_times = pd.Timestamp("2010-12-01 08:00") + pd.to_timedelta(minutes, unit="min")
+    numbers = rng.integers(20_000, 90_000, size=len(ITEMS))
+    suffixes = rng.choice(["", "", "A", "B"], size=len(ITEMS))
+    codes = [f"{number}{suffix}" for number, suffix in zip(numbers, suffixes, strict=True)]
+    prices = np.round(rng.lognormal(1.0, 0.7, size=len(ITEMS)), 2)
+    item = rng.integers(0, len(ITEMS), size=rows)
+    customers = rng.integers(12_346, 18_288, size=invoices)
+    country = rng.choice(COUNTRIES, size=invoices, p=[0.84, 0.05, 0.05, 0.03, 0.03])
+    return pd.DataFrame(
+        {
+            "InvoiceNo": (536_365 + np.arange(invoices)).astype(str)[invoice_of_line],
+            "StockCode": np.array(codes)[item],
+            "Description": np.array(ITEMS)[item],
+            "Quantity": rng.choice([1, 2, 3, 4, 6, 8, 12, 24], size=rows),
+            "InvoiceDate": _invoice_times(invoice_times)[invoice_of_line],
+            "UnitPrice": prices[item],
+            "CustomerID": customers.astype(str)[invoice_of_line],
+            "Country": country[invoice_of_line],
+        }
+    )[INVOICE_COLUMNS]
+
+
+def _invoice_times(times: pd.DatetimeIndex) -> np.ndarray:
+    """12/1/2010 8:26 style: month/day/year hour:minute without zero padding of month, day or hour."""
+    dates = _written_dates(times, "us")
+    return dates + " " + times.hour.astype(str).to_numpy() + ":" + times.strftime("%M").to_numpy()
+
+
+def write_invoice_log_csv(path: Path, rows: int, *, seed: int = 0) -> Path:
+    invoice_log_frame(rows, seed=seed).to_csv(path, index=False)
+    return path
 
 
 if __name__ == "__main__":
     write_superstore_csv(SAMPLE_FILE, SAMPLE_ROWS)
-    print(f"wrote {SAMPLE_FILE}")
+    write_superstore_csv(ISO_SAMPLE_FILE, SAMPLE_ROWS, dates="iso")
+    write_invoice_log_csv(INVOICE_SAMPLE_FILE, INVOICE_SAMPLE_ROWS)
+    print(f"wrote {SAMPLE_FILE}, {ISO_SAMPLE_FILE} and {INVOICE_SAMPLE_FILE}")

@@ -5,16 +5,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import holidays
 import pandas as pd
 import pytest
 import zipcodes
 
 from salespulse.dataset.generate import GeneratorConfig, generate_warehouse
-from salespulse.dataset.geography import REGIONS
+from salespulse.dataset.geography import REGION_OF_STATE, REGIONS
 
 END = date(2026, 6, 30)
 CONFIG = GeneratorConfig(seed=7, customers=6_000, rows=400_000, days=1096, end_date=END)
@@ -106,6 +107,36 @@ def test_geography_is_real(warehouse):
         assert abs(float(match[0]["lat"]) - row.latitude) < 1e-6
 
 
+def test_every_line_ships_to_a_real_us_address(warehouse):
+    missing = scalar(
+        warehouse,
+        """SELECT count(*) FROM order_lines
+           WHERE ship_city IS NULL OR ship_state IS NULL OR ship_zip IS NULL OR ship_region IS NULL
+              OR ship_latitude IS NULL OR ship_longitude IS NULL
+              OR ship_country IS DISTINCT FROM 'United States'""",
+    )
+    assert missing == 0
+    lines = frame(
+        warehouse, "SELECT ship_zip, ship_state, ship_region FROM order_lines USING SAMPLE 200 ROWS"
+    )
+    for row in lines.itertuples():
+        assert zipcodes.matching(row.ship_zip)[0]["state"] == row.ship_state
+        assert REGION_OF_STATE[row.ship_state] == row.ship_region
+
+
+def test_some_customers_ship_to_a_second_address_in_another_state(warehouse):
+    shipping = frame(
+        warehouse,
+        """SELECT count(DISTINCT o.ship_state) AS states,
+                  avg(CAST(o.ship_zip = c.zip AS INTEGER)) AS own_address_share
+           FROM order_lines o JOIN customers c USING (customer_id) GROUP BY customer_id""",
+    )
+    several = (shipping["states"] > 1).mean()
+    assert 0.05 < several < 0.25  # the generator gives 15% of customers a second ship-to
+    assert (shipping["states"] <= 2).all()
+    assert 0.45 < shipping.loc[shipping["states"] > 1, "own_address_share"].mean() < 0.75  # 60% of orders
+
+
 def daily_revenue(con: duckdb.DuckDBPyConnection) -> pd.Series:
     daily = frame(con, "SELECT ordered_at::DATE AS day, sum(revenue) AS revenue FROM order_lines GROUP BY 1")
     return daily.set_index(pd.to_datetime(daily["day"]))["revenue"].sort_index()
@@ -128,7 +159,16 @@ def test_yearly_seasonality_and_holiday_peaks(warehouse):
         black_friday = pd.Timestamp({2024: "2024-11-29", 2025: "2025-11-28"}[year])
         neighbours = daily[black_friday - timedelta(days=14) : black_friday - timedelta(days=2)]
         assert daily[black_friday] > 1.6 * neighbours.median()
-        assert daily[pd.Timestamp(f"{year}-12-25")] < 0.6 * neighbours.median()
+        assert pd.Timestamp(f"{year}-12-25") not in daily.index, "closed on Christmas"
+
+
+def test_closed_on_every_us_federal_holiday_as_the_readme_says(warehouse):
+    days_with_sales = set(daily_revenue(warehouse).index.date)
+    span = pd.date_range(CONFIG.start_date, END).date
+    closed = [day for day in span if day in holidays.country_holidays("US", years=range(2023, 2027))]
+    assert len(closed) > 30  # about eleven a year, observed days included
+    assert days_with_sales.isdisjoint(closed)
+    assert len(days_with_sales) == len(span) - len(closed), "open every other day"
 
 
 def test_category_and_region_trends_differ(warehouse):
@@ -216,8 +256,9 @@ def test_goal_plan_is_near_but_not_equal_to_actuals(warehouse):
         warehouse,
         """SELECT g.revenue_target / a.revenue AS ratio
            FROM region_goals g JOIN (
-               SELECT date_trunc('month', ordered_at)::DATE AS month, region, sum(revenue) AS revenue
-               FROM order_lines JOIN customers USING (customer_id) GROUP BY ALL) a USING (month, region)
+               SELECT date_trunc('month', ordered_at)::DATE AS month, ship_region AS region,
+                      sum(revenue) AS revenue
+               FROM order_lines GROUP BY ALL) a USING (month, region)
            WHERE month < DATE '2026-06-01'""",
     )["ratio"]
     assert ratio.between(0.75, 1.35).all()
@@ -226,6 +267,33 @@ def test_goal_plan_is_near_but_not_equal_to_actuals(warehouse):
     assert scalar(warehouse, "SELECT count(DISTINCT salesman_id) FROM salesman_goals") == scalar(
         warehouse, "SELECT count(DISTINCT salesman_id) FROM order_lines"
     )
+
+
+def test_a_fresh_warehouse_has_no_line_after_the_moment_it_was_generated(tmp_path: Path):
+    path = tmp_path / "now.duckdb"
+    generate_warehouse(GeneratorConfig(seed=5, customers=300, rows=20_000, days=60), path)
+    generated_by = datetime.now()  # the machine's zone is the warehouse zone unless configured
+    with duckdb.connect(str(path), read_only=True) as con:
+        (last,) = con.execute("SELECT max(ordered_at) FROM order_lines").fetchone()
+    assert last <= generated_by
+
+
+def test_the_day_of_the_cutoff_sells_only_the_hours_before_it(tmp_path: Path):
+    cutoff = datetime(2026, 7, 8, 11, 30, 15)  # a Wednesday
+    path = tmp_path / "cutoff.duckdb"
+    summary = generate_warehouse(
+        GeneratorConfig(seed=5, customers=300, rows=30_000, days=60, end_date=date(2026, 7, 10), now=cutoff),
+        path,
+    )
+    with duckdb.connect(str(path), read_only=True) as con:
+        last, today, day_before = con.execute(
+            """SELECT max(ordered_at), count(*) FILTER (ordered_at::DATE = DATE '2026-07-08'),
+                      count(*) FILTER (ordered_at::DATE = DATE '2026-07-07') FROM order_lines"""
+        ).fetchone()
+    assert summary.last_day == cutoff.date()
+    assert last <= cutoff
+    # Orders until 11:30 are about a third of a day's (HOUR_WEIGHTS), not none and not all.
+    assert 0.15 * day_before < today < 0.6 * day_before
 
 
 def test_same_seed_gives_same_data(tmp_path: Path):
@@ -248,7 +316,7 @@ def test_killed_generation_leaves_the_old_warehouse(tmp_path: Path, cli_env: dic
     with duckdb.connect(str(path), read_only=True) as con:
         before = con.execute("SELECT count(*), sum(revenue) FROM order_lines").fetchone()
     process = subprocess.Popen(
-        ["salespulse", "data", "generate", "--rows", "3000000", "--warehouse", str(path)],
+        ["salespulse", "data", "generate", "--rows", "3000000", "--replace", "--warehouse", str(path)],
         env=cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

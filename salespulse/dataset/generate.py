@@ -3,13 +3,19 @@
 The generator is a small simulation rather than noise around a table, so that a forecaster has something to
 learn and a test has something to check:
 
-- demand = weekly x yearly seasonality x US-holiday peaks x category trend x region trend;
+- demand = weekly x yearly seasonality x US-holiday peaks x category trend x region trend; the company is
+  closed on US federal public holidays (the ``holidays`` package's list, observed days included), so
+  nothing sells then and a customer acquired on one places a first order on the next open day;
+- the history ends at the moment of generation (``GeneratorConfig.now``): today sells only the hours that
+  have passed, so no line is dated later than when the warehouse was made;
 - each customer is acquired on some day (placing a first order then), buys at a personal rate, and churns
   after a personal lifetime; new customers arrive at a growing rate;
 - promotions cut a product's price for one or two weeks and lift its sales by its price elasticity;
 - every customer has an account salesman; a salesman's skill scales order size and his consistency sets
   how much his daily results swing;
 - some products launch during the history and some stop selling;
+- every line ships to a real US address (a ``zipcodes`` zip with its city, state and coordinates): its
+  customer's own, or, for some orders of the customers who have one, a second address in another state;
 - the goal plan is actual monthly revenue times a planning error of a few percent.
 
 Days are simulated in month-sized chunks that are written to the warehouse as they are made, so memory
@@ -21,8 +27,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import holidays
@@ -30,7 +37,9 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from salespulse.config import get_settings
 from salespulse.dataset.geography import REGIONS, zip_table
+from salespulse.warehouse.schema import UNITED_STATES
 from salespulse.warehouse.store import rebuild, warehouse_path
 
 # A little over a million, so that the default warehouse always holds at least 1M order lines.
@@ -48,10 +57,19 @@ class GeneratorConfig:
     end_date: date = field(default_factory=date.today)
     rows: int = DEFAULT_ROWS
     chunk_days: int = 31
+    now: datetime | None = None
+    """The moment no line may be later than (wall-clock time in the warehouse time zone); None: the
+    moment generation starts. An end date in the future sells nothing after it."""
 
     @property
     def start_date(self) -> date:
         return self.end_date - timedelta(days=self.days - 1)
+
+
+def warehouse_now() -> datetime:
+    """The current wall-clock time in the warehouse time zone (the machine's when none is configured)."""
+    zone = get_settings().warehouse_timezone
+    return datetime.now(ZoneInfo(zone)).replace(tzinfo=None) if zone else datetime.now()
 
 
 # Category -> (subcategories, median list price, units per line, yearly trend).
@@ -112,32 +130,41 @@ def generate_warehouse(
     world = build_world(config)
     with rebuild(target) as con:
         write_dimensions(con, world)
+        con.register("places_frame", world.places)
+        con.execute(f"CREATE TEMP TABLE {PLACES_TABLE} AS SELECT * FROM places_frame")
+        con.unregister("places_frame")
         lines = 0
         for chunk in _with_progress(simulate_days(world), config, progress):
             insert_frame(con, chunk, INSERT_CHUNK_SQL)
             lines += len(chunk)
+        con.execute(f"DROP TABLE {PLACES_TABLE}")
         derive_customer_first_purchase(con)
         write_goal_plan(con, world)
     return GenerationSummary(
         path=target,
         order_lines=lines,
         first_day=config.start_date,
-        last_day=config.end_date,
+        last_day=world.days[-1].date(),
         seconds=time.perf_counter() - started,
     )
 
 
 # The chunk arrives as a DataFrame of integer codes; ids are formatted by DuckDB, which is faster than
-# building millions of Python strings.
-INSERT_CHUNK_SQL = """
+# building millions of Python strings. A line's geography is that of its place (PLACES_TABLE).
+PLACES_TABLE = "generator_places"  # temporary: every ship-to address, numbered by ``place``
+INSERT_CHUNK_SQL = f"""
 INSERT INTO order_lines
 SELECT printf('SO-%09d', order_no), line, ordered_at, printf('C-%07d', customer),
        printf('P-%05d', product), printf('S-%04d', salesman),
        CASE WHEN trade THEN printf('D-%04d', distributor) END,
        CASE WHEN trade THEN 'trade' ELSE 'direct' END,
-       quantity, unit_price, discount, revenue, cost, revenue - cost
-FROM frame
+       quantity, unit_price, discount, revenue, cost, revenue - cost,
+       p.city, p.state, p.zip, p.region, '{UNITED_STATES}', p.latitude, p.longitude
+FROM frame JOIN {PLACES_TABLE} p USING (place)
 """
+SECOND_SHIP_TO_SHARE = 0.15  # of customers, who also ship to a second address in another state
+SECOND_SHIP_TO_ORDERS = 0.4  # of such a customer's orders, which go to the second address
+SHIP_TO_STREAM = 7  # ship-to draws use their own random stream, so they leave every other draw as it was
 
 
 def insert_frame(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str) -> None:
@@ -167,14 +194,28 @@ class World:
     salesman_noise: np.ndarray  # (salesmen, days) multiplicative swing of order sizes
     distributors: pd.DataFrame
     order_rate_scale: float
+    cutoff: datetime  # no line is later than this
+    hour_weights: np.ndarray  # (days, 24) share of a day's orders per hour; today's stop at the cutoff
+    places: pd.DataFrame  # ship-to addresses: place i < customers is customer i's own, the rest second ones
+    second_place: np.ndarray  # (customers,) a customer's second ship-to place, -1 for none
+    ship_to_rng: np.random.Generator  # which orders go to a second address (a stream of its own)
 
 
 def build_world(config: GeneratorConfig) -> World:
     rng = np.random.default_rng(config.seed)
-    days = pd.date_range(config.start_date, config.end_date, freq="D")
+    cutoff = config.now or warehouse_now()
+    last_day = min(config.end_date, cutoff.date())
+    if last_day < config.start_date:
+        raise ValueError(
+            f"the history would start on {config.start_date}, after now ({cutoff:%Y-%m-%d %H:%M})"
+        )
+    days = pd.date_range(config.start_date, last_day, freq="D")
     years = np.arange(len(days)) / 365.25
+    hour_weights = _hour_weights(days, cutoff)
+    day_factor = seasonality(days) * hour_weights.sum(axis=1)
     products = _draw_products(config, rng, days)
     customers = _draw_customers(config, rng)
+    _open_acquisitions(customers, day_factor)
     salesmen = _draw_salesmen(config, rng, customers, days)
     distributors = _draw_distributors(config, rng)
     _assign_accounts(rng, customers, salesmen, distributors)
@@ -182,11 +223,13 @@ def build_world(config: GeneratorConfig) -> World:
     salesman_noise = np.exp(rng.normal(-(consistency**2) / 2, consistency, (len(salesmen), len(days))))
     category_trend = np.exp(np.outer([spec[3] for spec in CATEGORIES.values()], years))
     region_trend = np.exp(np.outer([REGION_TREND[r] for r in REGIONS], years))
+    ship_to_rng = np.random.default_rng([config.seed, SHIP_TO_STREAM])
+    places, second_place = _draw_ship_to_places(ship_to_rng, customers)
     world = World(
         config=config,
         rng=rng,
         days=days,
-        day_factor=seasonality(days),
+        day_factor=day_factor,
         products=products,
         product_active=_product_activity(products, days),
         promo_discount=_draw_promotions(rng, len(products), len(days)),
@@ -197,9 +240,40 @@ def build_world(config: GeneratorConfig) -> World:
         salesman_noise=salesman_noise,
         distributors=distributors,
         order_rate_scale=1.0,
+        cutoff=cutoff,
+        hour_weights=hour_weights,
+        places=places,
+        second_place=second_place,
+        ship_to_rng=ship_to_rng,
     )
     world.order_rate_scale = _calibrate_order_rate(world)
     return world
+
+
+def _hour_weights(days: pd.DatetimeIndex, cutoff: datetime) -> np.ndarray:
+    """Each day's share of orders per hour (rows sum to 1), the cutoff's day only up to the cutoff."""
+    weights = np.tile(HOUR_WEIGHTS / HOUR_WEIGHTS.sum(), (len(days), 1))
+    if days[-1].date() == cutoff.date():
+        elapsed = np.clip(cutoff.hour + cutoff.minute / 60 + cutoff.second / 3600 - np.arange(24), 0, 1)
+        weights[-1] *= elapsed  # the current hour counts for the part that has passed
+    return weights
+
+
+def _open_acquisitions(customers: pd.DataFrame, day_factor: np.ndarray) -> None:
+    """Move acquisitions that fall on a closed day (or after the cutoff) to the next open day: every newly
+    acquired customer orders on arrival, which a closed shop cannot take."""
+    open_days = np.flatnonzero(day_factor > 0)
+    acquired = customers["acquired"].to_numpy().copy()
+    inside = (acquired >= 0) & (acquired < len(day_factor))
+    following = np.searchsorted(open_days, acquired[inside])
+    beyond_history = len(day_factor) + 1
+    moved = np.where(
+        following < len(open_days), open_days[np.minimum(following, len(open_days) - 1)], beyond_history
+    )
+    shift = np.zeros(len(acquired), dtype=np.int64)
+    shift[inside] = moved - acquired[inside]
+    customers["acquired"] = acquired + shift
+    customers["churned"] = customers["churned"].to_numpy() + shift
 
 
 def seasonality(days: pd.DatetimeIndex) -> np.ndarray:
@@ -210,13 +284,14 @@ def seasonality(days: pd.DatetimeIndex) -> np.ndarray:
 
 
 def holiday_factor(days: pd.DatetimeIndex) -> np.ndarray:
-    """Closed on public holidays; peaks on Black Friday, Cyber Monday and the run-up to Christmas."""
+    """Closed (0) on US federal public holidays; peaks on Black Friday, Cyber Monday and the run-up to
+    Christmas."""
     us_holidays = holidays.country_holidays("US", years=sorted(set(days.year)))
     factor = np.ones(len(days))
     for i, day in enumerate(days.date):
-        name = us_holidays.get(day)
-        if name is not None:
-            factor[i] = 0.35
+        if day in us_holidays:
+            factor[i] = 0.0
+            continue
         thanksgiving = _thanksgiving(day.year)
         if day == thanksgiving + timedelta(days=1):
             factor[i] = 2.4  # Black Friday
@@ -332,6 +407,26 @@ def _draw_customers(config: GeneratorConfig, rng: np.random.Generator) -> pd.Dat
             "trade_share": np.where(rng.random(n) < 0.35, 0.85, 0.1),
         }
     )
+
+
+def _draw_ship_to_places(
+    rng: np.random.Generator, customers: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Ship-to addresses: each customer's own, and for SECOND_SHIP_TO_SHARE of them a second one in another
+    state (a branch, a warehouse), as real exports have: sales by state then differ from customers' states."""
+    columns = ["city", "state", "zip", "region", "latitude", "longitude"]
+    own = customers[columns]
+    movers = np.flatnonzero(rng.random(len(customers)) < SECOND_SHIP_TO_SHARE)
+    zips = zip_table()
+    drawn = zips.iloc[rng.integers(len(zips), size=len(movers))].reset_index(drop=True)
+    same_state = drawn["state"].to_numpy() == own["state"].to_numpy()[movers]
+    movers = movers[~same_state]  # a second address in the same state would not move any state's sales
+    second = drawn.loc[~same_state, columns].reset_index(drop=True)
+    second_place = np.full(len(customers), -1)
+    second_place[movers] = len(customers) + np.arange(len(movers))
+    places = pd.concat([own, second], ignore_index=True)
+    places.insert(0, "place", np.arange(len(places)))
+    return places, second_place
 
 
 def _draw_salesmen(
@@ -521,6 +616,9 @@ def _price_lines(
     )
     unit_price = products["list_price"].to_numpy()[product]
     order_time = _order_times(world, day, len(lines_per_order))
+    place = np.repeat(
+        _ship_to_places(world, customer[np.cumsum(lines_per_order) - lines_per_order]), lines_per_order
+    )
     return pd.DataFrame(
         {
             "order_no": order_no,
@@ -536,8 +634,17 @@ def _price_lines(
             "discount": discount,
             "revenue": quantity * unit_price * (1 - discount),
             "cost": quantity * products["unit_cost"].to_numpy()[product],
+            "place": place,
         }
     )
+
+
+def _ship_to_places(world: World, order_customer: np.ndarray) -> np.ndarray:
+    """Where each order ships: the customer's own address, or for some orders of a customer with a second
+    address, that one (all lines of an order ship together)."""
+    second = world.second_place[order_customer]
+    elsewhere = (second >= 0) & (world.ship_to_rng.random(len(order_customer)) < SECOND_SHIP_TO_ORDERS)
+    return np.where(elsewhere, second, order_customer)
 
 
 def _salesman_on_duty(world: World, day: int, account_salesman: np.ndarray) -> np.ndarray:
@@ -550,8 +657,14 @@ def _salesman_on_duty(world: World, day: int, account_salesman: np.ndarray) -> n
 
 
 def _order_times(world: World, day: int, n: int) -> np.ndarray:
-    hour = world.rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
-    seconds = hour * 3600 + world.rng.integers(0, 3600, n)
+    """Order times of the day by the hourly pattern; on the cutoff's day, never later than the cutoff."""
+    weights = world.hour_weights[day]
+    hour = world.rng.choice(24, size=n, p=weights / weights.sum())
+    seconds_into_hour = np.full(n, 3600)
+    if world.days[day].date() == world.cutoff.date():
+        cutoff = world.cutoff
+        seconds_into_hour[hour == cutoff.hour] = cutoff.minute * 60 + cutoff.second + 1
+    seconds = hour * 3600 + world.rng.integers(0, seconds_into_hour)
     return world.days[day].to_datetime64() + seconds.astype("timedelta64[s]")
 
 
@@ -587,8 +700,10 @@ def write_dimensions(con: duckdb.DuckDBPyConnection, world: World) -> None:
     insert_frame(
         con,
         world.customers,
-        """INSERT INTO customers SELECT printf('C-%07d', customer), customer_name, city, state, zip, region,
-                  latitude, longitude, NULL FROM frame""",
+        f"""INSERT INTO customers (customer_id, customer_name, city, state, zip, region, latitude, longitude,
+                                   country)
+            SELECT printf('C-%07d', customer), customer_name, city, state, zip, region, latitude, longitude,
+                   '{UNITED_STATES}' FROM frame""",
     )
     insert_frame(
         con,
@@ -614,14 +729,13 @@ def derive_customer_first_purchase(con: duckdb.DuckDBPyConnection) -> None:
 def write_goal_plan(con: duckdb.DuckDBPyConnection, world: World) -> None:
     """Monthly targets: actual revenue (projected to a full month for the current one) times a planning
     error of mean +3% and spread 7%, drawn per target so the plan is near but never equal to actuals."""
-    days_in_last_month = pd.Timestamp(world.config.end_date).days_in_month
-    elapsed = world.config.end_date.day
-    full_month = days_in_last_month / elapsed
-    for table, key in (("region_goals", "c.region"), ("salesman_goals", "o.salesman_id")):
+    last_day = world.days[-1]
+    full_month = last_day.days_in_month / last_day.day
+    for table, key in (("region_goals", "o.ship_region"), ("salesman_goals", "o.salesman_id")):
         actual = con.execute(
             f"""SELECT date_trunc('month', o.ordered_at)::DATE AS month, {key} AS member,
                        sum(o.revenue) AS revenue
-                FROM order_lines o JOIN customers c USING (customer_id)
+                FROM order_lines o
                 GROUP BY ALL ORDER BY month, member"""
         ).df()
         last_month = actual["month"] == actual["month"].max()

@@ -3,23 +3,39 @@
 How it works, and why:
 
 * DuckDB reads the file with every column as text and numbers its rows; one SQL statement converts and
-  checks every row and collects every problem, so a file of millions of rows is checked in seconds and the
-  user sees all problems at once, not the first one.
+  checks every row and collects every problem (two aggregations then find repeated products and keys), so
+  a file of millions of rows is checked in seconds and the user sees all problems at once, not the first.
+* A CSV's delimiter is sniffed by DuckDB unless the mapping sets it. A file whose header has none of the
+  sniffed delimiters but runs of spaces is read as whitespace-aligned columns (see :func:`_aligned_spans`).
+* Dates are read the way the column writes them: ISO, month names, or numeric month first (US) or day
+  first, detected over the whole column (:func:`_detect_date_order`), since a file mixes no conventions
+  but may hold only a few dates that tell month and day apart. Timestamps with a UTC offset are converted
+  to the warehouse time zone; naive ones are taken as already in it.
+* Numbers may carry currency symbols, thousands separators and, with ``decimal: ","``, a decimal comma.
+* Geography (city, state, zip, region, country, coordinates) is each line's own: exports write the ship-to
+  per line. A row is in the US when its country says so, or it has no country and a US state; only there
+  is the state turned into its code (and checked), the zip checked and zero-padded, the region derived
+  from the state and the coordinates from the zip (:func:`_locate_us_zips`). Other rows keep what they
+  say. A customer's address is that of his latest line; a line with no geography at all takes it.
+* Line keys do not depend on the row order, so a re-sorted re-export replaces the same lines: the mapped
+  ``line``, else a number derived from the mapped ``line_id``, else one derived from the line's content
+  (:data:`CONTENT_LINE_RULE`).
 * Row numbers count data rows from 1, in file order: "row 1" is the first row after a CSV's header (line 2
-  of the file, when no value spans several lines), or a Parquet file's first row.
+  of the file, when no value spans several lines and no line is blank), or a Parquet file's first row.
 * A file with any invalid row is rejected whole (:class:`ImportRejected`) unless ``skip_invalid``; then
   the valid rows are imported and the invalid ones are written, with their row numbers and reasons, to a
-  CSV reject file.
+  CSV reject file. A rejected or failed import into a warehouse file it created removes that file again.
 * Writing is :func:`salespulse.warehouse.load.upsert_sales`: one transaction keyed on (order_id, line), so
   a re-import replaces lines instead of doubling them, and a killed import leaves the warehouse as it was.
+  :func:`import_into` does all of this through a connection the caller owns (the running service's).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from contextlib import closing
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from time import perf_counter
@@ -28,24 +44,64 @@ import duckdb
 from rich.console import Console
 
 from salespulse.config import get_settings
-from salespulse.dataset.geography import REGION_OF_STATE, STATE_NAMES, state_code
+from salespulse.dataset.geography import REGION_OF_STATE, STATE_NAMES, state_code, zip_table
 from salespulse.dataset.mapping import (
     PRICE_FIELDS,
     REQUIRED_FIELDS,
     WAREHOUSE_FIELDS,
+    WHITESPACE,
     Mapping,
     MappingError,
     load_mapping,
 )
 from salespulse.warehouse.load import upsert_sales
-from salespulse.warehouse.schema import ORDER_LINES
+from salespulse.warehouse.schema import (
+    ADDRESS_FIELDS,
+    LINE_GEOGRAPHY_COLUMNS,
+    ORDER_LINES,
+    UNITED_STATES,
+    US_SPELLINGS,
+)
 from salespulse.warehouse.store import connect
 
 ROW = "__row"  # the row number added to the file's own columns
+IN_THE_US = "__in_the_us"  # whether a row's geography is in the US (see the module docstring)
+ZIPS = "import_zip_coordinates"  # the US zip codes with their coordinates, while an import locates lines
 STAGED = "import_staged"  # temporary table: every row converted, derived and checked
+# Temporary SQL macros of one import: text -> DOUBLE, text -> TIMESTAMP.
+NUMBER_MACRO, TIMESTAMP_MACRO = "import_number", "import_timestamp"
 MAX_REPORTED_ERRORS = 1_000  # row errors kept for the message; the counts cover all of them
 REVENUE_TOLERANCE = 0.01  # relative difference allowed between revenue and quantity x price x (1 - discount)
 CHANNELS = ("direct", "trade")
+SNIFFED_DELIMITERS = (",", ";", "|", "\t")  # what DuckDB's sniffer tries
+CURRENCY_SYMBOLS = "$€£¥"
+LARGEST_LINE = 2_147_483_647  # line is an INTEGER
+CONTENT_LINE_RULE = (
+    "line = 1 + md5_number('<product id>#<n>') % 2147483646 (DuckDB's md5_number), where n counts the "
+    "order's lines of that product, ranked by quantity, unit price, discount, revenue, cost and profit"
+)
+LINE_ID_RULE = (
+    "line = the line id when it is a whole number of up to 9 digits, else "
+    "1 + md5_number('<line id>') % 2147483646"
+)
+
+# Dates: ISO text is read by DuckDB's own cast; the rest by strptime formats, tried in order (two-digit
+# years first: %Y would read '24' as the year 24).
+ISO_DATE = r"\d{4}-\d{1,2}-\d{1,2}([T ].*)?"
+UTC_OFFSET = r"[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|UTC|GMT|[+-]\d{2}(:?\d{2})?)"
+TIMES = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", " %I:%M %p", " %I:%M:%S %p")
+NAMED_MONTH_DATES = ("%Y/%m/%d", "%d-%b-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y", "%d %B %Y", "%B %d, %Y")
+MONTH_FIRST_DATES = ("%m/%d/%y", "%m/%d/%Y", "%m-%d-%y", "%m-%d-%Y")
+DAY_FIRST_DATES = ("%d/%m/%y", "%d/%m/%Y", "%d-%m-%y", "%d-%m-%Y", "%d.%m.%y", "%d.%m.%Y")
+
+
+def _with_times(dates: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(date + time for date in dates for time in TIMES)
+
+
+UNAMBIGUOUS_FORMATS = _with_times(NAMED_MONTH_DATES)
+MONTH_FIRST_FORMATS = _with_times(MONTH_FIRST_DATES)
+DAY_FIRST_FORMATS = _with_times(DAY_FIRST_DATES)
 
 
 class Kind(Enum):
@@ -67,6 +123,8 @@ FIELD_KINDS: dict[str, Kind] = {
     "zip": Kind.ZIP,
     "channel": Kind.CHANNEL,
     "quantity": Kind.WHOLE_NUMBER,
+    "latitude": Kind.NUMBER,
+    "longitude": Kind.NUMBER,
     "unit_price": Kind.NUMBER,
     "discount": Kind.NUMBER,
     "revenue": Kind.NUMBER,
@@ -74,11 +132,17 @@ FIELD_KINDS: dict[str, Kind] = {
     "profit": Kind.NUMBER,
 }  # every other field is TEXT
 POSITIVE_FIELDS = ("line", "quantity")
-# Needed on every row when the mapping provides them (line is otherwise the position within the order).
-REQUIRED_WHEN_MAPPED = (*REQUIRED_FIELDS, "line")
+COORDINATE_RANGES = {"latitude": 90, "longitude": 180}  # degrees either side of 0
+# Needed on every row when the mapping provides them.
+REQUIRED_WHEN_MAPPED = (*REQUIRED_FIELDS, "line", "line_id")
 # What a file can tell about customers and products besides their keys.
-CUSTOMER_ATTRIBUTES = ("customer_name", "city", "state", "zip", "region")
+CUSTOMER_ATTRIBUTES = ("customer_name", "city", "state", "zip", "region", "country")
 PRODUCT_ATTRIBUTES = ("product_name", "category", "subcategory")
+# The order-line columns an import fills from the fields of the same name (a column the warehouse adds later
+# is left to upsert_sales); the geography fields fill the line's ship_* columns.
+LINE_COLUMNS = [column for column in ORDER_LINES.column_names if column in WAREHOUSE_FIELDS]
+# Lines of one product in one order are told apart by these, not by their place in the file.
+CONTENT_RANK = ("quantity", "unit_price", "discount", "revenue", "cost", "profit")
 
 
 class ImportFailed(Exception):
@@ -151,6 +215,41 @@ class ImportResult:
         return text
 
 
+@dataclass(frozen=True)
+class DateReading:
+    """How the date column's text becomes a timestamp, settled once for the whole column."""
+
+    formats: tuple[str, ...]
+    """strptime formats tried, in order, on text that is not ISO."""
+    expected: str
+    """What a value that does not convert is told a date looks like."""
+    usual: str | None = None
+    """The format of the column's first numeric date, tried alone first: nearly every row has it."""
+
+
+ISO_ONLY = DateReading(UNAMBIGUOUS_FORMATS, "an ISO date such as 2024-01-31")
+DATE_ORDERS = {
+    "month first": DateReading(
+        (*MONTH_FIRST_FORMATS, *UNAMBIGUOUS_FORMATS), "month/day/year like 1/31/2024, or ISO like 2024-01-31"
+    ),
+    "day first": DateReading(
+        (*DAY_FIRST_FORMATS, *UNAMBIGUOUS_FORMATS), "day/month/year like 31/1/2024, or ISO like 2024-01-31"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Conversions:
+    """What the checks of one import depend on besides the mapping."""
+
+    zone: str
+    """The warehouse time zone: offsets are converted to it, and 'now' is read in it."""
+    now: datetime
+    latest: datetime
+    """The latest a line may be dated: now plus the configured tolerance."""
+    dates: DateReading
+
+
 def import_file(
     file: Path | str,
     mapping: Path | str | Mapping,
@@ -162,20 +261,44 @@ def import_file(
     """Check every row of ``file`` and write the valid ones to the warehouse at ``path`` in one transaction.
 
     Raises ImportFailed when the file cannot be imported at all, and ImportRejected when it has invalid
-    rows and ``skip_invalid`` is false (nothing is written then).
+    rows and ``skip_invalid`` is false (nothing is written then, and a warehouse file this call created is
+    removed again).
     """
+    mapping = _resolved(mapping)
+    target = Path(path) if path is not None else get_settings().warehouse_path
+    created = not target.exists()
+    con = connect(target)
+    try:
+        if not progress:  # quiet means quiet: DuckDB draws a bar of its own for long queries
+            con.execute("SET enable_progress_bar = false")
+        result = import_into(con, file, mapping, skip_invalid=skip_invalid, progress=progress)
+    except BaseException:
+        con.close()
+        if created:  # an import that wrote nothing leaves no empty warehouse behind
+            _remove_warehouse_files(target)
+        raise
+    con.close()
+    return result
+
+
+def import_into(
+    con: duckdb.DuckDBPyConnection,
+    file: Path | str,
+    mapping: Path | str | Mapping,
+    *,
+    skip_invalid: bool = False,
+    progress: bool = False,
+    before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+) -> ImportResult:
+    """:func:`import_file` through an open warehouse connection (the running service's, which owns the
+    file). The write is one transaction of :func:`upsert_sales`; ``before_commit`` runs inside it."""
     started = perf_counter()
     report = _reporter(progress)
     file = Path(file)
+    mapping = _resolved(mapping)
     try:
-        mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
-        source = _source_query(file, mapping)
-    except MappingError as error:
-        raise ImportFailed(str(error)) from None
-    with closing(connect(path)) as con:
-        if not progress:  # quiet means quiet: DuckDB draws a bar of its own for long queries
-            con.execute("SET enable_progress_bar = false")
         report(f"Reading and checking {file}")
+        source = _source_query(file, mapping)
         _stage(con, source, mapping)
         rows_read, invalid_rows, error_count = con.execute(
             f"SELECT count(*), count(*) FILTER (len(errors) > 0), coalesce(sum(len(errors)), 0) FROM {STAGED}"
@@ -188,7 +311,17 @@ def import_file(
             reject_file = _write_rejects(con, file, source)
             report(f"Wrote the {invalid_rows:,} invalid rows to {reject_file}")
         lines, customers, products = _valid_batches(con)
-        counts = upsert_sales(con, lines, customers=customers, products=products, progress=report)
+        counts = upsert_sales(
+            con,
+            lines,
+            customers=customers,
+            products=products,
+            progress=report,
+            before_commit=before_commit,
+            geography_from_customers=True,
+        )
+    finally:
+        _drop_staging(con)
     return ImportResult(
         file=file,
         rows_read=rows_read,
@@ -198,6 +331,25 @@ def import_file(
         reject_file=reject_file,
         seconds=perf_counter() - started,
     )
+
+
+def _resolved(mapping: Path | str | Mapping) -> Mapping:
+    try:
+        return mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    except MappingError as error:
+        raise ImportFailed(str(error)) from None
+
+
+def _remove_warehouse_files(target: Path) -> None:
+    for candidate in (target, target.with_name(target.name + ".wal")):
+        candidate.unlink(missing_ok=True)
+
+
+def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    """The service's connection lives on: leave nothing of this import in its temporary schema."""
+    con.execute(f"DROP TABLE IF EXISTS {STAGED}")
+    for macro in (NUMBER_MACRO, TIMESTAMP_MACRO):
+        con.execute(f"DROP MACRO IF EXISTS {macro}")
 
 
 def _reporter(enabled: bool) -> Callable[[str], None]:
@@ -215,13 +367,105 @@ def _source_query(file: Path, mapping: Mapping) -> str:
     """The file's rows in file order, every column as read, plus the 1-based row number."""
     if mapping.source_format(file) == "parquet":
         reader = f"read_parquet({_literal(str(file))})"
+    elif _is_aligned(file, mapping):
+        reader = _aligned_reader(file, mapping.csv.encoding)
     else:
-        reader = (
-            f"read_csv({_literal(str(file))}, header = true, all_varchar = true, "
-            f"delim = {_literal(mapping.csv.delimiter)}, encoding = {_literal(mapping.csv.encoding)})"
-        )
+        delimiter = mapping.csv.delimiter
+        options = ["header = true", "all_varchar = true", f"encoding = {_literal(mapping.csv.encoding)}"]
+        if delimiter is not None:  # else DuckDB sniffs it
+            options.append(f"delim = {_literal(delimiter)}")
+        reader = f"read_csv({_literal(str(file))}, {', '.join(options)})"
     # An empty OVER () numbers rows in the order the reader produces them, i.e. file order.
     return f"SELECT row_number() OVER () AS {ROW}, * FROM {reader}"
+
+
+def _is_aligned(file: Path, mapping: Mapping) -> bool:
+    """Whitespace-aligned columns: said so, or a header with none of the sniffed delimiters but wide gaps."""
+    if mapping.csv.delimiter is not None:
+        return mapping.csv.delimiter == WHITESPACE
+    header = _header_line(file, mapping.csv.encoding)
+    return not any(d in header for d in SNIFFED_DELIMITERS) and re.search(r"\S {2,}\S", header) is not None
+
+
+def _header_line(file: Path, encoding: str) -> str:
+    try:
+        with file.open(encoding=encoding, errors="replace", newline="") as lines:
+            return next((line.rstrip("\r\n").lstrip("\ufeff") for line in lines if line.strip()), "")
+    except (OSError, LookupError):
+        return ""  # DuckDB will say what is wrong with the file
+
+
+def _aligned_reader(file: Path, encoding: str) -> str:
+    """A subquery cutting each line of an aligned file into its columns (blank lines skipped)."""
+    try:
+        spans = _aligned_spans(file, encoding)
+    except (OSError, LookupError, UnicodeDecodeError) as error:
+        raise ImportFailed(f"cannot read it: {error}") from None
+    cells = ", ".join(
+        f"trim(substr(line, {start + 1}, {end - start}), ' ' || chr(13)) AS {_identifier(name)}"
+        for name, start, end in spans
+    )
+    lines = (
+        f"read_csv({_literal(str(file))}, columns = {{'line': 'VARCHAR'}}, header = true, delim = chr(1), "
+        f"quote = '', escape = '', auto_detect = false, encoding = {_literal(encoding)})"
+    )
+    return f"(SELECT {cells} FROM {lines} WHERE trim(line) <> '')"
+
+
+def _aligned_spans(file: Path, encoding: str) -> list[tuple[str, int, int]]:
+    """Name, start and end (0-based, exclusive) of each column of a whitespace-aligned file.
+
+    Columns are separated by positions that are blank on every line, header included. Single blanks inside
+    a header name ("Unit Price") or inside values past the end of their header do not split a column, so
+    column names must be at least two spaces apart.
+    """
+    with file.open(encoding=encoding, newline="") as handle:
+        lines = (line.rstrip("\r\n") for line in handle)
+        header = next((line for line in lines if line.strip()), "").lstrip("\ufeff")
+        occupied = _occupied_positions(header)
+        for line in lines:
+            occupied |= _occupied_positions(line)
+    spans = _merge_split_names(_runs_of_set_bits(occupied), header)
+    names: list[str] = []
+    for number, (start, end) in enumerate(spans, start=1):
+        name = header[start:end].strip() or f"column{number}"
+        names.append(name if name not in names else f"{name}_{number}")
+    return [(name, start, end) for name, (start, end) in zip(names, spans, strict=True)]
+
+
+def _occupied_positions(line: str) -> int:
+    """Bit i is set when character i of ``line`` is not a space (string operations in C, not a loop)."""
+    if not line:
+        return 0
+    return int(re.sub(r"[^ ]", "1", line).replace(" ", "0")[::-1], 2)
+
+
+def _runs_of_set_bits(mask: int) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    start = None
+    for position in range(mask.bit_length() + 1):
+        if (mask >> position) & 1 and start is None:
+            start = position
+        elif not (mask >> position) & 1 and start is not None:
+            runs.append((start, position))
+            start = None
+    return runs
+
+
+def _merge_split_names(runs: list[tuple[int, int]], header: str) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] == 1:
+            previous_start, previous_end = merged[-1]
+            within_a_name = (
+                header[previous_end - 1 : previous_end].strip() and header[start : start + 1].strip()
+            )
+            without_a_name = not header[start:end].strip()
+            if within_a_name or without_a_name:
+                merged[-1] = (previous_start, end)
+                continue
+        merged.append((start, end))
+    return merged
 
 
 def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping) -> None:
@@ -231,11 +475,112 @@ def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping) -> Non
             con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
         )
         mapping.check_columns_exist([name for name in column_types if name != ROW])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS {_staging_sql(source, mapping, column_types)}")
+        conversions = _conversions(con, source, mapping, column_types)
+        _create_macros(con, mapping, conversions)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS {_staging_sql(source, mapping, conversions)}")
+        if not (mapping.provides("line") or mapping.provides("line_id")):
+            _number_repeated_products(con)
+        _flag_duplicate_keys(con, mapping)
+        _locate_us_zips(con)
     except MappingError as error:
         raise ImportFailed(str(error)) from None
     except duckdb.Error as error:
         raise ImportFailed(f"DuckDB could not read it: {error}") from None
+
+
+# --- what conversion depends on: time zone, now, the date column's convention ---
+
+
+def _conversions(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping, column_types: dict[str, str]
+) -> Conversions:
+    settings = get_settings()
+    zone = settings.warehouse_timezone or con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+    try:
+        (now,) = con.execute("SELECT timezone(?, now())", [zone]).fetchone()
+    except duckdb.Error:
+        raise ImportFailed(
+            f"unknown time zone {zone!r} (SALESPULSE_WAREHOUSE_TIMEZONE): use an IANA name such as "
+            "America/New_York or UTC"
+        ) from None
+    latest = now + timedelta(seconds=settings.import_future_tolerance_seconds)
+    return Conversions(
+        zone=zone, now=now, latest=latest, dates=_date_reading(con, source, mapping, column_types)
+    )
+
+
+def _date_reading(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping, column_types: dict[str, str]
+) -> DateReading:
+    if mapping.date_format:
+        return DateReading((mapping.date_format,), mapping.date_format)
+    column = mapping.columns.get("ordered_at")
+    if column is None or column_types[column].startswith(("DATE", "TIMESTAMP")):
+        return ISO_ONLY  # a default, or a typed Parquet column: its text is ISO
+    return _detect_date_order(con, source, column)
+
+
+def _detect_date_order(con: duckdb.DuckDBPyConnection, source: str, column: str) -> DateReading:
+    """Month first or day first, from the column's distinct numeric dates (ISO and month names need no
+    decision). Dates that read only one way decide; a column where every one reads both ways is refused."""
+    month_first, month_first_example, day_first, day_first_example, both = con.execute(
+        f"""
+        WITH numeric_dates AS ({_numeric_dates_sql(source, column)})
+        SELECT count(*) FILTER (only_month_first), any_value(t) FILTER (only_month_first),
+               count(*) FILTER (only_day_first), any_value(t) FILTER (only_day_first),
+               count(*) FILTER (month_first AND day_first)
+        FROM (SELECT *, month_first AND NOT day_first AS only_month_first,
+                     day_first AND NOT month_first AS only_day_first FROM numeric_dates)
+        """
+    ).fetchone()
+    if not (month_first or day_first):
+        if both:
+            raise ImportFailed(_ambiguous_dates_message(con, source, column))
+        return ISO_ONLY
+    # A column that mixes both conventions keeps the majority; the others are reported row by row.
+    reading, example = (
+        (DATE_ORDERS["month first"], month_first_example)
+        if month_first >= day_first
+        else (DATE_ORDERS["day first"], day_first_example)
+    )
+    return replace(reading, usual=_first_matching_format(con, example, reading.formats))
+
+
+def _numeric_dates_sql(source: str, column: str) -> str:
+    text = f"nullif(trim(CAST({_identifier(column)} AS VARCHAR)), '')"
+    return f"""
+        SELECT t, try_strptime(t, {_formats(MONTH_FIRST_FORMATS)}) IS NOT NULL AS month_first,
+               try_strptime(t, {_formats(DAY_FIRST_FORMATS)}) IS NOT NULL AS day_first
+        FROM (SELECT DISTINCT {text} AS t FROM ({source}))
+        WHERE t IS NOT NULL AND NOT regexp_full_match(t, {_literal(ISO_DATE)})
+    """
+
+
+def _ambiguous_dates_message(con: duckdb.DuckDBPyConnection, source: str, column: str) -> str:
+    examples = [
+        row[0]
+        for row in con.execute(
+            f"SELECT t FROM ({_numeric_dates_sql(source, column)}) WHERE month_first ORDER BY t LIMIT 3"
+        ).fetchall()
+    ]
+    month_first = _first_matching_format(con, examples[0], MONTH_FIRST_FORMATS)
+    day_first = _first_matching_format(con, examples[0], DAY_FIRST_FORMATS)
+    return (
+        f"the dates of column {column!r} read both month first and day first (no day is above 12), "
+        f"for example {', '.join(map(repr, examples))}. Say which in the mapping: "
+        f'`date_format: "{month_first}"` for month first (US), or `date_format: "{day_first}"` for day first'
+    )
+
+
+def _first_matching_format(con: duckdb.DuckDBPyConnection, text: str, formats: tuple[str, ...]) -> str:
+    for date_format in formats:
+        if con.execute("SELECT try_strptime(?, ?) IS NOT NULL", [text, date_format]).fetchone()[0]:
+            return date_format
+    return formats[0]
+
+
+def _formats(formats: tuple[str, ...]) -> str:
+    return "[" + ", ".join(map(_literal, formats)) + "]"
 
 
 # --- conversion, derivation and checks, as SQL ---
@@ -243,18 +588,72 @@ def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping) -> Non
 # (NULL when the text does not convert), <field> the final value after defaults and derivations.
 
 
-def _staging_sql(source: str, mapping: Mapping, column_types: dict[str, str]) -> str:
-    texts = ", ".join(f"{_text(mapping, field)} AS t_{field}" for field in WAREHOUSE_FIELDS)
-    values = ", ".join(
-        f"{_converted(mapping, field, column_types)} AS v_{field}" for field in WAREHOUSE_FIELDS
+def _create_macros(con: duckdb.DuckDBPyConnection, mapping: Mapping, conversions: Conversions) -> None:
+    """The number and timestamp conversions as temporary macros, so the staging SQL stays readable."""
+    con.execute(f"CREATE OR REPLACE TEMP MACRO {NUMBER_MACRO}(t) AS {_number_sql(mapping)}")
+    con.execute(f"CREATE OR REPLACE TEMP MACRO {TIMESTAMP_MACRO}(t) AS {_timestamp_sql(conversions)}")
+
+
+def _number_sql(mapping: Mapping) -> str:
+    """A number written with the mapping's decimal mark and thousands separator, maybe with a currency
+    symbol and accounting parentheses for a negative ("($1,234.50)"), as a DOUBLE.
+
+    The shape is checked first, so the separators can then simply be dropped. ``t`` is used only as itself:
+    DuckDB computes a repeated sub-expression once for every row, which would defeat the fast path.
+    """
+    decimal, separator = mapping.decimal, mapping.thousands_separator
+    spaces = " \u00a0\u202f"  # a space separator also matches the no-break spaces spreadsheets put there
+    grouping = f"[{spaces}]" if separator == " " else re.escape(separator)
+    integer = rf"\d{{1,3}}(?:{grouping}\d{{3}})+|\d+" if separator else r"\d+"
+    unsigned = rf"(?:(?:{integer})(?:{re.escape(decimal)}\d*)?|{re.escape(decimal)}\d+)(?:[eE][-+]?\d+)?"
+    currency = f"[{CURRENCY_SYMBOLS}]"
+    amount = rf"{currency}?\s*{unsigned}\s*{currency}?"
+    shape = rf"\s*(?:[-+]?\s*{currency}?\s*[-+]?\s*{unsigned}\s*{currency}?|\(\s*{amount}\s*\))\s*"
+    dropped = f"[{CURRENCY_SYMBOLS}(){spaces}{re.escape(separator) if separator not in ('', ' ') else ''}]"
+    digits = f"regexp_replace(t, {_literal(dropped)}, '', 'g')"
+    if decimal != ".":
+        digits = f"replace({digits}, {_literal(decimal)}, '.')"
+    sign = "CASE WHEN starts_with(ltrim(t), '(') THEN -1 ELSE 1 END"
+    written = (
+        f"CASE WHEN regexp_full_match(t, {_literal(shape)}) THEN TRY_CAST({digits} AS DOUBLE) * {sign} END"
     )
-    finals = ", ".join(f"{expression} AS {field}" for field, expression in _final_values(mapping).items())
-    kept = [*ORDER_LINES.column_names, *CUSTOMER_ATTRIBUTES, *PRODUCT_ATTRIBUTES]
+    if decimal != ".":
+        return written
+    # Most cells are plain numbers, which the cast reads at once (it refuses "1,234" and "$5").
+    return f"coalesce(TRY_CAST(t AS DOUBLE), {written})"
+
+
+def _timestamp_sql(conversions: Conversions) -> str:
+    """ISO text by DuckDB's cast (with a UTC offset: converted to the warehouse zone), else the formats."""
+    zone = _literal(conversions.zone)
+    formats = conversions.dates.formats
+    parsed = f"try_strptime(t, {_formats(formats)})" if formats else "CAST(NULL AS TIMESTAMP)"
+    if any("%z" in f or "%Z" in f for f in formats):
+        parsed = f"timezone({zone}, {parsed})"
+    usual = conversions.dates.usual
+    # coalesce evaluates its second argument only for the rows the first leaves NULL.
+    fast_path = f"try_strptime(t, {_literal(usual)})" if usual else None
+    general = f"""CASE
+        WHEN regexp_full_match(t, {_literal(ISO_DATE)}) AND regexp_matches(t, {_literal(UTC_OFFSET + "$")})
+            THEN timezone({zone}, TRY_CAST(t AS TIMESTAMPTZ))
+        WHEN regexp_full_match(t, {_literal(ISO_DATE)}) THEN TRY_CAST(t AS TIMESTAMP)
+        ELSE {parsed} END"""
+    return f"coalesce({fast_path}, {general})" if fast_path else general
+
+
+def _staging_sql(source: str, mapping: Mapping, conversions: Conversions) -> str:
+    texts = ", ".join(f"{_text(mapping, field)} AS t_{field}" for field in WAREHOUSE_FIELDS)
+    values = ", ".join(f"{_converted(field)} AS v_{field}" for field in WAREHOUSE_FIELDS)
+    finals = ", ".join(f"{sql} AS {field}" for field, sql in _final_values(mapping).items())
+    kept = dict.fromkeys(
+        [*LINE_COLUMNS, "line_id", *ADDRESS_FIELDS, *CUSTOMER_ATTRIBUTES, *PRODUCT_ATTRIBUTES]
+    )
     return f"""
         WITH texts AS (SELECT {ROW}, {texts} FROM ({source})),
-        converted AS (SELECT *, {values} FROM texts),
+        located AS (SELECT *, {_in_the_us_sql(mapping)} AS {IN_THE_US} FROM texts),
+        converted AS (SELECT *, {values} FROM located),
         derived AS (SELECT *, {finals} FROM converted)
-        SELECT {ROW}, {", ".join(kept)}, {_errors(mapping)} AS errors FROM derived
+        SELECT {ROW}, {", ".join(kept)}, {_errors(mapping, conversions)} AS errors FROM derived
     """
 
 
@@ -267,24 +666,32 @@ def _text(mapping: Mapping, field: str) -> str:
     return expression
 
 
-def _converted(mapping: Mapping, field: str, column_types: dict[str, str]) -> str:
+def _in_the_us_sql(mapping: Mapping) -> str:
+    """Whether a row's geography is in the US: its country says so, or it has none and a US state."""
+    us_country = f"upper(t_country) IN {_literal_tuple(tuple(sorted(US_SPELLINGS)))}"
+    us_state = f"{_state_codes()}[upper(t_state)] IS NOT NULL"
+    if not mapping.provides("country"):
+        return us_state if mapping.provides("state") else "false"
+    if not mapping.provides("state"):
+        return f"coalesce({us_country}, false)"
+    return f"CASE WHEN t_country IS NOT NULL THEN {us_country} ELSE {us_state} END"
+
+
+def _converted(field: str) -> str:
     text = f"t_{field}"
     kind = FIELD_KINDS.get(field, Kind.TEXT)
-    if kind is Kind.TIMESTAMP:
-        source_type = column_types.get(mapping.columns.get(field, ""), "VARCHAR")
-        # A Parquet date column arrives typed; its text is ISO whatever the mapping's format says.
-        if mapping.date_format and not source_type.startswith(("DATE", "TIMESTAMP")):
-            return f"try_strptime({text}, {_literal(mapping.date_format)})"
-        return f"TRY_CAST({text} AS TIMESTAMP)"
-    number = f"TRY_CAST({text} AS DOUBLE)"
+    number = f"{NUMBER_MACRO}({text})"
     conversions = {
         Kind.TEXT: text,
+        Kind.TIMESTAMP: f"{TIMESTAMP_MACRO}({text})",
         Kind.NUMBER: f"CASE WHEN isfinite({number}) THEN {number} END",
         Kind.WHOLE_NUMBER: f"CASE WHEN {number} = trunc({number}) THEN TRY_CAST({number} AS INTEGER) END",
-        Kind.STATE: f"{_state_codes()}[upper({text})]",
-        # Exports often store zips as numbers (2920 for 02920, or 2920.0), or as ZIP+4.
+        # A US state is stored as its code (NULL, so an error, for anything else); elsewhere as written.
+        Kind.STATE: f"CASE WHEN {IN_THE_US} THEN {_state_codes()}[upper({text})] ELSE {text} END",
+        # US exports often store zips as numbers (2920 for 02920, or 2920.0), or as ZIP+4.
         Kind.ZIP: (
-            rf"CASE WHEN regexp_full_match({text}, '\d{{1,5}}(\.0+)?') "
+            rf"CASE WHEN NOT {IN_THE_US} THEN {text} "
+            rf"WHEN regexp_full_match({text}, '\d{{1,5}}(\.0+)?') "
             rf"THEN lpad(split_part({text}, '.', 1), 5, '0') "
             rf"WHEN regexp_full_match({text}, '\d{{5}}-\d{{4}}') THEN left({text}, 5) END"
         ),
@@ -294,7 +701,9 @@ def _converted(mapping: Mapping, field: str, column_types: dict[str, str]) -> st
 
 
 def _final_values(mapping: Mapping) -> dict[str, str]:
-    """Every field's final value: the converted one, else a default or a derivation."""
+    """Every field's final value: the converted one, else a default or a derivation. Without a mapped
+    line or line id, ``line`` is that of the first line of its product in the order (see
+    :func:`_number_repeated_products` for the others)."""
     finals = {field: f"v_{field}" for field in WAREHOUSE_FIELDS}
     discount = "coalesce(v_discount, 0)"
     revenue = f"coalesce(v_revenue, v_quantity * v_unit_price * (1 - {discount}))"
@@ -305,27 +714,129 @@ def _final_values(mapping: Mapping) -> dict[str, str]:
         cost=f"coalesce(v_cost, {revenue} - v_profit)",
         profit=f"coalesce(v_profit, {revenue} - v_cost)",
         channel="coalesce(v_channel, CASE WHEN v_distributor_id IS NOT NULL THEN 'trade' ELSE 'direct' END)",
-        region=f"coalesce(v_region, {_state_regions()}[v_state])",
+        region=f"coalesce(v_region, CASE WHEN {IN_THE_US} THEN {_state_regions()}[v_state] END)",
+        country=f"CASE WHEN {IN_THE_US} THEN {_literal(UNITED_STATES)} ELSE v_country END",
     )
-    if not mapping.provides("line"):
-        finals["line"] = f"CAST(row_number() OVER (PARTITION BY v_order_id ORDER BY {ROW}) AS INTEGER)"
+    if mapping.order_id_from:
+        finals["order_id"] = _derived_order_id(mapping.order_id_from, finals)
+    if mapping.provides("line_id"):  # LINE_ID_RULE
+        finals["line"] = (
+            r"CASE WHEN regexp_full_match(t_line_id, '\d{1,9}') THEN CAST(t_line_id AS INTEGER) "
+            f"ELSE CAST(1 + md5_number(t_line_id) % {LARGEST_LINE - 1} AS INTEGER) END"
+        )
+    elif not mapping.provides("line"):
+        finals["line"] = _content_line_number("v_product_id", "1")
     return finals
 
 
-def _errors(mapping: Mapping) -> str:
+def _derived_order_id(parts: list[str], finals: dict[str, str]) -> str:
+    """The parts' values joined with ' / ' (timestamps as ISO text), NULL when one of them is missing."""
+    texts = [
+        f"strftime({finals[part]}, '%Y-%m-%d %H:%M:%S')"
+        if FIELD_KINDS.get(part) is Kind.TIMESTAMP
+        else f"CAST({finals[part]} AS VARCHAR)"
+        for part in parts
+    ]
+    all_present = " AND ".join(f"({finals[part]}) IS NOT NULL" for part in parts)
+    return f"CASE WHEN {all_present} THEN concat_ws(' / ', {', '.join(texts)}) END"
+
+
+def _content_line_number(product_id: str, occurrence: str) -> str:
+    """CONTENT_LINE_RULE as SQL."""
+    return f"CAST(1 + md5_number({product_id} || '#' || {occurrence}) % {LARGEST_LINE - 1} AS INTEGER)"
+
+
+def _number_repeated_products(con: duckdb.DuckDBPyConnection) -> None:
+    """Number the 2nd, 3rd, ... line of a product in its order by their content, not their place in the
+    file. Only those rows are ranked: a window over every row would cost more than all the checks."""
+    occurrence = (
+        f"row_number() OVER (PARTITION BY order_id, product_id ORDER BY {', '.join(CONTENT_RANK)}, {ROW})"
+    )
+    con.execute(
+        f"""
+        UPDATE {STAGED} SET line = ranked.line
+        FROM (
+            SELECT {ROW}, {_content_line_number("product_id", occurrence)} AS line
+            FROM {STAGED}
+            SEMI JOIN (SELECT order_id, product_id FROM {STAGED} GROUP BY ALL HAVING count(*) > 1)
+                USING (order_id, product_id)
+        ) ranked
+        WHERE {STAGED}.{ROW} = ranked.{ROW}
+        """
+    )
+
+
+def _flag_duplicate_keys(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> None:
+    """Add an error to every row whose (order id, line) an earlier row has: found by aggregation, which
+    costs little, and only the few repeated keys are then ranked."""
+    if mapping.provides("line_id"):
+        field, what = "line_id", _quoted_sql("line id ", "d.line_id")
+    elif mapping.provides("line"):
+        field, what = "order_id", "'line ' || d.line"
+    else:  # two different contents whose line numbers collide: vanishingly rare
+        field, what = "product_id", "'line ' || d.line || ' (derived from the content; map a line id)'"
+    message = f"{_quoted_sql('order ', 'd.order_id')} || ' ' || {what} || ' is also in row ' || d.first_row"
+    column = _literal(_source_name(mapping, field))
+    error = f"{{'source_column': {column}, 'value': d.{field}, 'message': {message}}}"
+    con.execute(
+        f"""
+        UPDATE {STAGED} SET errors = list_append(errors, {error})
+        FROM (
+            SELECT {ROW}, order_id, line, line_id, product_id,
+                   min({ROW}) OVER (PARTITION BY order_id, line) AS first_row
+            FROM {STAGED}
+            SEMI JOIN (SELECT order_id, line FROM {STAGED} WHERE order_id IS NOT NULL AND line IS NOT NULL
+                       GROUP BY ALL HAVING count(*) > 1) USING (order_id, line)
+        ) d
+        WHERE {STAGED}.{ROW} = d.{ROW} AND d.{ROW} > d.first_row
+        """
+    )
+
+
+def _locate_us_zips(con: duckdb.DuckDBPyConnection) -> None:
+    """US lines without coordinates get their zip code's (from the offline zipcodes package). The zip table
+    takes a moment to load, so it is read only when some line needs it."""
+    ((needed,),) = con.execute(
+        f"SELECT count(*) > 0 FROM (FROM {STAGED} s WHERE {_unlocated_us_line('s')} LIMIT 1)"
+    ).fetchall()  # fetched to the end: DuckDB refuses a register() while a result is open
+    if not needed:
+        return
+    con.register(ZIPS, zip_table()[["zip", "latitude", "longitude"]])
+    try:
+        con.execute(
+            f"UPDATE {STAGED} SET latitude = z.latitude, longitude = z.longitude FROM {ZIPS} z "
+            f"WHERE {STAGED}.zip = z.zip AND {_unlocated_us_line(STAGED)}"
+        ).fetchall()  # done with the result before the zip table is unregistered
+    finally:
+        con.unregister(ZIPS)
+
+
+def _unlocated_us_line(table: str) -> str:
+    return (
+        f"{table}.country = {_literal(UNITED_STATES)} AND {table}.zip IS NOT NULL "
+        f"AND {table}.latitude IS NULL AND {table}.longitude IS NULL"
+    )
+
+
+def _quoted_sql(label: str, value: str) -> str:
+    """SQL for ``label`` followed by the value in single quotes: order 'CA-2016-1'."""
+    return f"{_literal(label + chr(39))} || {value} || {_literal(chr(39))}"
+
+
+def _errors(mapping: Mapping, conversions: Conversions) -> str:
     """A list of {source_column, value, message} per row, empty when the row is valid."""
     checks: list[str] = []
     for field in WAREHOUSE_FIELDS:
         if mapping.provides(field):
-            checks.extend(_field_checks(mapping, field))
+            checks.extend(_field_checks(mapping, field, conversions))
+    checks.extend(_order_id_part_checks(mapping))
     if all(mapping.provides(field) for field in PRICE_FIELDS):
         checks.extend(_price_checks(mapping))
-    if mapping.provides("line"):
-        checks.append(_duplicate_key_check(mapping))
+    checks.append(_future_check(mapping, conversions))
     return f"list_filter([{', '.join(checks)}], lambda e: e IS NOT NULL)"
 
 
-def _field_checks(mapping: Mapping, field: str) -> list[str]:
+def _field_checks(mapping: Mapping, field: str, conversions: Conversions) -> list[str]:
     text, value = f"t_{field}", f"v_{field}"
     shown = f"'''' || {text} || ''''"  # the value as the user typed it, in quotes
     kind = FIELD_KINDS.get(field, Kind.TEXT)
@@ -333,7 +844,9 @@ def _field_checks(mapping: Mapping, field: str) -> list[str]:
     if field in REQUIRED_WHEN_MAPPED or (field in PRICE_FIELDS and not _other_price_provided(mapping, field)):
         checks.append(_error(mapping, field, f"{text} IS NULL", _literal(f"is empty ({field} is required)")))
     if kind is not Kind.TEXT:
-        problem = _literal(f" is not {_expected(kind, mapping)}")
+        problem = (
+            f"{_literal(f' is not {_expected(kind, conversions)}')}{_decimal_comma_hint(mapping, kind, text)}"
+        )
         checks.append(
             _error(mapping, field, f"{text} IS NOT NULL AND {value} IS NULL", f"{shown} || {problem}")
         )
@@ -344,7 +857,28 @@ def _field_checks(mapping: Mapping, field: str) -> list[str]:
         checks.append(
             _error(mapping, field, out_of_range, f"{shown} || ' is not a fraction 0 <= discount < 1'")
         )
+    if field in COORDINATE_RANGES:
+        limit = COORDINATE_RANGES[field]
+        message = f"{shown} || ' is not a {field} (-{limit} to {limit} degrees)'"
+        checks.append(_error(mapping, field, f"abs({value}) > {limit}", message))
     return checks
+
+
+def _decimal_comma_hint(mapping: Mapping, kind: Kind, text: str) -> str:
+    """'14,62' with the default decimal point: most likely a decimal comma, which the mapping can say."""
+    if kind not in (Kind.NUMBER, Kind.WHOLE_NUMBER) or mapping.decimal != ".":
+        return ""
+    hint = _literal(' (a decimal comma? set `decimal: ","` in the mapping)')
+    return rf" || CASE WHEN regexp_full_match({text}, '[^,]*\d,\d{{1,2}}') THEN {hint} ELSE '' END"
+
+
+def _order_id_part_checks(mapping: Mapping) -> list[str]:
+    """A derived order id needs each of its parts on every row (the required ones are checked anyway)."""
+    return [
+        _error(mapping, part, f"t_{part} IS NULL", _literal(f"is empty (the order id is made from {part})"))
+        for part in mapping.order_id_from
+        if part not in REQUIRED_WHEN_MAPPED
+    ]
 
 
 def _other_price_provided(mapping: Mapping, field: str) -> bool:
@@ -369,13 +903,14 @@ def _price_checks(mapping: Mapping) -> list[str]:
     return [both_empty, mismatch]
 
 
-def _duplicate_key_check(mapping: Mapping) -> str:
-    first_row = f"min({ROW}) OVER (PARTITION BY order_id, line)"
+def _future_check(mapping: Mapping, conversions: Conversions) -> str:
+    """A sale cannot have happened after now: one such line skews recency and pads every series."""
+    now = f"{conversions.now:%Y-%m-%d %H:%M} {conversions.zone}"
     return _error(
         mapping,
-        "order_id",
-        f"order_id IS NOT NULL AND line IS NOT NULL AND {ROW} > {first_row}",
-        f"'order ''' || order_id || ''' line ' || line || ' is also in row ' || {first_row}",
+        "ordered_at",
+        f"ordered_at > TIMESTAMP '{conversions.latest.isoformat(sep=' ')}'",
+        f"'''' || t_ordered_at || ''' is in the future (now is {now})'",
     )
 
 
@@ -388,12 +923,14 @@ def _error(mapping: Mapping, field: str, condition: str, message: str) -> str:
 
 
 def _source_name(mapping: Mapping, field: str) -> str:
+    if field == "order_id" and mapping.order_id_from:
+        return f"order id from {' + '.join(_source_name(mapping, part) for part in mapping.order_id_from)}"
     return mapping.columns.get(field, f"defaults.{field}")
 
 
-def _expected(kind: Kind, mapping: Mapping) -> str:
+def _expected(kind: Kind, conversions: Conversions) -> str:
     if kind is Kind.TIMESTAMP:
-        return f"a date (expected {mapping.date_format or 'an ISO date such as 2024-01-31'})"
+        return f"a date (expected {conversions.dates.expected})"
     if kind is Kind.CHANNEL:
         return f"a channel (expected {' or '.join(CHANNELS)})"
     if kind is Kind.STATE:
@@ -468,7 +1005,10 @@ def _write_rejects(con: duckdb.DuckDBPyConnection, file: Path, source: str) -> P
 def _valid_batches(con: duckdb.DuckDBPyConnection) -> tuple[duckdb.DuckDBPyRelation, ...]:
     """Order lines, customers and products of the valid rows, as relations over the staged table."""
     valid = f"FROM {STAGED} WHERE len(errors) = 0"
-    lines = con.sql(f"SELECT {', '.join(ORDER_LINES.column_names)} {valid}")
+    ship_to = [
+        f"{part} AS {column}" for part, column in zip(ADDRESS_FIELDS, LINE_GEOGRAPHY_COLUMNS, strict=True)
+    ]
+    lines = con.sql(f"SELECT {', '.join([*LINE_COLUMNS, *ship_to])} {valid}")
     customers = con.sql(_latest_per_key("customer_id", CUSTOMER_ATTRIBUTES, valid))
     products = con.sql(_latest_per_key("product_id", PRODUCT_ATTRIBUTES, valid))
     return lines, customers, products

@@ -9,14 +9,27 @@ A mapping is a small YAML file, for example (data/mappings/superstore.yaml is a 
       product_id: Product ID
       quantity: Quantity
       revenue: Sales
-    date_format: "%m/%d/%Y"   # strptime format of the date column; ISO dates when absent
+    date_format: "%m/%d/%Y"   # strptime format of the date column; detected when absent (see below)
+    decimal: "."              # decimal mark of numbers: "." (default) or ","
+    thousands: ","            # thousands separator: ",", ".", " ", "'" or "" (default: the other mark)
     defaults:                 # a constant for a field the file lacks (or leaves empty on a row)
       channel: direct
     format: csv               # csv or parquet; by default from the file's suffix
-    csv: {delimiter: ",", encoding: utf-8}
+    csv: {delimiter: ",", encoding: utf-8}   # delimiter: sniffed when absent; "whitespace" for aligned
 
-Required fields: order_id, ordered_at, customer_id, product_id, quantity, and unit_price or revenue (the
-other one is derived). Everything else is optional; what the file does not have stays unknown.
+Required fields: order_id (or ``order_id_from``: the fields an order id is made of, when the export has
+none, e.g. ``[customer_id, ordered_at]``), ordered_at, customer_id, product_id, quantity, and unit_price or
+revenue (the other one is derived). Everything else is optional; what the file does not have stays unknown.
+
+Geography (city, state, zip, region, country, coordinates) belongs to each line: exports write the ship-to
+per line, and a customer may order to several places. The US is recognized by its country, or, without a
+country, by a US state; only there are states and zip codes checked and enriched (state code, region from the
+state, coordinates from the zip). Other countries' values are kept as written.
+
+Dates without ``date_format`` are detected per column: ISO (2024-01-31, with a time and a UTC offset or
+not), dates with month names (31-Jan-2024), and numeric dates month first (1/31/2024, US) or day first
+(31/1/2024, 31.1.2024). A column whose numeric dates read both ways (no day above 12) is refused with
+examples and the ``date_format`` to set.
 """
 
 from __future__ import annotations
@@ -30,14 +43,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 # Every field a mapping may name, with what it means; the order is the order of validation messages.
 WAREHOUSE_FIELDS: dict[str, str] = {
     "order_id": "order identifier",
-    "line": "line number within the order (default: position of the row within its order, in file order)",
+    "line": "line number within the order, a whole number (default: derived from line_id, else from content)",
+    "line_id": "the export's own id of the line, unique within its order (the line number is made from it)",
     "ordered_at": "order date or timestamp",
     "customer_id": "customer identifier",
     "customer_name": "customer name",
-    "city": "customer city",
-    "state": "customer state (name or two-letter code)",
-    "zip": "customer zip code (numbers are zero-padded to five digits)",
-    "region": "sales region (default: from the state)",
+    # Where the line was shipped to (its own geography; the customer's address is that of his latest line).
+    # A line with none of these takes its customer's address (the stored one when the file has none).
+    "city": "ship-to city of the line",
+    "state": "ship-to state (in the US a name or two-letter code, stored as the code; elsewhere as written)",
+    "zip": "ship-to zip or postal code (in the US numbers are zero-padded to five digits)",
+    "region": "sales region (default, in the US: from the state)",
+    "country": "ship-to country (US spellings become 'United States'; no country and a US state: the US)",
+    "latitude": "ship-to latitude (default, in the US: from the zip code)",
+    "longitude": "ship-to longitude (default, in the US: from the zip code)",
     "product_id": "product identifier",
     "product_name": "product name",
     "category": "product category",
@@ -55,6 +74,12 @@ WAREHOUSE_FIELDS: dict[str, str] = {
 REQUIRED_FIELDS: tuple[str, ...] = ("order_id", "ordered_at", "customer_id", "product_id", "quantity")
 PRICE_FIELDS: tuple[str, ...] = ("unit_price", "revenue")
 
+# Fields that cannot make up a derived order id: the id itself and the line keys below it.
+NOT_ORDER_ID_PARTS: tuple[str, ...] = ("order_id", "line", "line_id")
+DecimalMark = Literal[".", ","]
+ThousandsSeparator = Literal[",", ".", " ", "'", ""]
+WHITESPACE = "whitespace"  # csv.delimiter of a file whose columns are aligned with spaces
+
 FileFormat = Literal["csv", "parquet"]
 SUFFIX_FORMATS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -71,7 +96,9 @@ class MappingError(ValueError):
 class CsvOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delimiter: str = ","
+    delimiter: str | None = None
+    """None: sniffed by DuckDB (comma, semicolon, pipe, tab), or aligned columns when the header line
+    has none of those; "whitespace": columns aligned with spaces."""
     encoding: str = "utf-8"
 
 
@@ -81,7 +108,10 @@ class Mapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     columns: dict[str, str]
+    order_id_from: list[str] = []
     date_format: str | None = None
+    decimal: DecimalMark = "."
+    thousands: ThousandsSeparator | None = None
     defaults: dict[str, str | int | float] = {}
     format: FileFormat | None = None
     csv: CsvOptions = CsvOptions()
@@ -97,9 +127,37 @@ class Mapping(BaseModel):
             )
         return value
 
+    @field_validator("order_id_from")
+    @classmethod
+    def _order_id_parts_are_fields(cls, value: list[str]) -> list[str]:
+        wrong = [name for name in value if name not in WAREHOUSE_FIELDS or name in NOT_ORDER_ID_PARTS]
+        if wrong:
+            raise ValueError(
+                f"cannot make the order id from {', '.join(map(repr, wrong))}; name warehouse fields "
+                f"such as customer_id and ordered_at"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _numbers_are_unambiguous(self) -> Mapping:
+        if self.thousands_separator == self.decimal:
+            raise ValueError(f"thousands: {self.thousands!r} is also the decimal mark")
+        return self
+
+    @model_validator(mode="after")
+    def _line_keys_are_consistent(self) -> Mapping:
+        if self.provides("line") and self.provides("line_id"):
+            raise ValueError("map either line (a number) or line_id (the export's line id), not both")
+        if self.order_id_from and self.provides("order_id"):
+            raise ValueError("order_id is mapped and order_id_from is given: keep one")
+        unmapped = [name for name in self.order_id_from if not self.provides(name)]
+        if unmapped:
+            raise ValueError(f"order_id_from names field(s) the mapping does not map: {', '.join(unmapped)}")
+        return self
+
     @model_validator(mode="after")
     def _required_fields_present(self) -> Mapping:
-        missing = [name for name in REQUIRED_FIELDS if not self.provides(name)]
+        missing = [name for name in REQUIRED_FIELDS if not self.provides(name) and not self.derives(name)]
         if not any(self.provides(name) for name in PRICE_FIELDS):
             missing.append(" or ".join(PRICE_FIELDS))
         if missing:
@@ -109,6 +167,17 @@ class Mapping(BaseModel):
     def provides(self, field: str) -> bool:
         """Whether the file or a default gives this field a value (else it is derived or unknown)."""
         return field in self.columns or field in self.defaults
+
+    def derives(self, field: str) -> bool:
+        """Whether the mapping says how to make this field from others (only order_id can be)."""
+        return field == "order_id" and bool(self.order_id_from)
+
+    @property
+    def thousands_separator(self) -> str:
+        """The thousands separator in effect: as set, else the mark that is not the decimal one."""
+        if self.thousands is not None:
+            return self.thousands
+        return "," if self.decimal == "." else "."
 
     def source_format(self, file: Path) -> FileFormat:
         if self.format is not None:

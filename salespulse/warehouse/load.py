@@ -2,8 +2,10 @@
 salesmen and distributors) goes into the warehouse in one transaction.
 
 Both the file import and the real-time sales endpoint call :func:`upsert_sales`, so a sale is stored the
-same way whichever door it came through. Everything is set-based SQL whose cost grows with the batch, not
-with the warehouse, except where a batch replaces lines it already had (see ``_refresh_first_purchase``).
+same way whichever door it came through. A line's geography (schema.LINE_GEOGRAPHY) is the line's own; a
+line with none at all takes its customer's address (:func:`complete_line_geography`). Everything is
+set-based SQL whose cost grows with the batch, not with the warehouse, except where a batch replaces lines
+it already had (see ``_refresh_first_purchase``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
-from salespulse.warehouse.schema import DIMENSION_TABLES, ORDER_LINES, Table
+from salespulse.warehouse.schema import (
+    ADDRESS_FIELDS,
+    CUSTOMERS,
+    DIMENSION_TABLES,
+    LINE_GEOGRAPHY_COLUMNS,
+    ORDER_LINES,
+    Table,
+)
 from salespulse.warehouse.store import transaction
 
 Batch = duckdb.DuckDBPyRelation | pd.DataFrame
@@ -65,6 +75,7 @@ def upsert_sales(
     progress: Progress | None = None,
     before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     known: Known = Known(),
+    geography_from_customers: bool = False,
 ) -> UpsertCounts:
     """Insert or replace order lines, and add or complete the dimension rows they refer to, atomically.
 
@@ -73,7 +84,10 @@ def upsert_sales(
     other columns, one row per key; a NULL there never wipes a value the warehouse already knows. Keys
     that lines refer to but no dimension batch describes get a row of their own. ``before_commit`` runs
     inside the transaction after the writes (the analytics rollups are kept in step there). ``known`` lets
-    a caller that is sure of them skip the steps that would change nothing.
+    a caller that is sure of them skip the steps that would change nothing. With ``geography_from_customers``
+    a line without any geography is stored with its customer's address (as this batch leaves it); the file
+    import asks for it. The real-time path keeps its batch equal to what is stored, so it completes the
+    batch first with :func:`complete_line_geography` instead.
     """
     report = progress or (lambda _message: None)
     batches = {
@@ -93,7 +107,8 @@ def upsert_sales(
             }
             may_move = not (known.first_purchases_stay or known.lines_are_new)
             losing = _customers_losing(con, lines) if may_move else []
-            inserted = _upsert_order_lines(con, lines)
+            with_geography = _with_customer_address(con, lines) if geography_from_customers else lines
+            inserted = _upsert_order_lines(con, with_geography)
             updated = line_count - inserted
             report("Updating customers' first purchase and products' prices")
             if not known.first_purchases_stay:
@@ -177,6 +192,44 @@ def _with_all_order_line_columns(con: duckdb.DuckDBPyConnection, batch: str) -> 
         for c in ORDER_LINES.columns
     ]
     return f"(SELECT {', '.join(selected)} FROM {batch})"
+
+
+def complete_line_geography(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> pa.Table:
+    """The order lines (an Arrow table with the ORDER_LINES columns), those without any geography given
+    their customer's stored address; the same table when every line has some (no join is paid then)."""
+    con.register("complete_geography_lines", lines.append_column("__position", pa.array(range(len(lines)))))
+    try:
+        completed = _with_customer_address(con, "complete_geography_lines")
+        if completed == "complete_geography_lines":
+            return lines
+        return (
+            con.sql(f"SELECT * EXCLUDE (__position) FROM {completed} ORDER BY __position")
+            .to_arrow_table()
+            .cast(lines.schema)
+        )
+    finally:
+        con.unregister("complete_geography_lines")
+
+
+def _with_customer_address(con: duckdb.DuckDBPyConnection, lines: str) -> str:
+    """``lines`` with the customer's address on each line that has no geography at all (a line with any
+    is kept as it is: a line that names only its country must not get a city of another). Returns
+    ``lines`` itself when no line needs it."""
+    silent = " AND ".join(f"l.{c} IS NULL" for c in LINE_GEOGRAPHY_COLUMNS)
+    ((any_silent,),) = con.execute(
+        f"SELECT count(*) > 0 FROM (FROM {lines} l WHERE {silent} LIMIT 1)"
+    ).fetchall()
+    if not any_silent:
+        return lines
+    taken = ", ".join(
+        f"CASE WHEN {silent} THEN c.{part} ELSE l.{column} END AS {column}"
+        for part, column in zip(ADDRESS_FIELDS, LINE_GEOGRAPHY_COLUMNS, strict=True)
+        if part in CUSTOMERS.column_names
+    )
+    return (
+        f"(SELECT l.* REPLACE ({taken}) FROM {lines} l "
+        f"LEFT JOIN {CUSTOMERS.name} c ON c.customer_id = l.customer_id)"
+    )
 
 
 def _upsert_order_lines(con: duckdb.DuckDBPyConnection, lines: str) -> int:

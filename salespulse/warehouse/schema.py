@@ -39,6 +39,37 @@ class Table:
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    " + ",\n    ".join(body) + "\n)"
 
 
+SCHEMA_VERSION = 1
+"""The version of the schema these declarations describe; salespulse/warehouse/migrations.py brings an
+older warehouse up to it (version 0 is the schema before versions were kept)."""
+
+UNITED_STATES = "United States"
+"""How a ``country`` column writes the US, whichever spelling the source used (US_SPELLINGS)."""
+US_SPELLINGS: frozenset[str] = frozenset(
+    {"US", "USA", "U.S.", "U.S.A.", "UNITED STATES", "UNITED STATES OF AMERICA", "AMERICA"}
+)
+"""Upper-cased ways exports write the US in a country column; other countries are kept as written."""
+
+# Where an order line was shipped to: a sale's own geography. Exports write it per line (ship-to), and a
+# customer who orders to several places has lines in several of them, so reports by region, state, city or
+# zip read these columns, not the customer's address. All are optional: a line the source gives no
+# geography takes its customer's address when written; state and zip mean something only in some
+# countries. Named ship_* so that they never shadow the customer's city, state, ... in a join or a result.
+# Columns added to order_lines later go after these (a migration appends them to a stored table).
+LINE_GEOGRAPHY: tuple[Column, ...] = (
+    Column("ship_city", "VARCHAR", required=False, doc="Ship-to city"),
+    Column("ship_state", "VARCHAR", required=False, doc="Ship-to state: a two-letter code in the US"),
+    Column("ship_zip", "VARCHAR", required=False, doc="Ship-to postal code; five digits in the US"),
+    Column("ship_region", "VARCHAR", required=False, doc="Sales region (US: from the state if not given)"),
+    Column("ship_country", "VARCHAR", required=False, doc=f"Ship-to country ('{UNITED_STATES}' for the US)"),
+    Column("ship_latitude", "DOUBLE", required=False, doc="As given, else from the zip code in the US"),
+    Column("ship_longitude", "DOUBLE", required=False, doc="As given, else from the zip code in the US"),
+)
+LINE_GEOGRAPHY_COLUMNS: tuple[str, ...] = tuple(c.name for c in LINE_GEOGRAPHY)
+ADDRESS_FIELDS: tuple[str, ...] = tuple(name.removeprefix("ship_") for name in LINE_GEOGRAPHY_COLUMNS)
+"""The parts of an address (city, state, zip, region, country, latitude, longitude): what an import mapping,
+a customer row and a real-time line call them; ``ship_<part>`` on an order line."""
+
 PRODUCTS = Table(
     "products",
     (
@@ -67,9 +98,10 @@ CUSTOMERS = Table(
         Column("latitude", "DOUBLE", required=False),
         Column("longitude", "DOUBLE", required=False),
         Column("first_purchase", "TIMESTAMP", required=False, doc="Derived from order lines"),
+        Column("country", "VARCHAR", required=False, doc=f"'{UNITED_STATES}' for the US"),
     ),
     key=("customer_id",),
-    doc="Customers and where they are.",
+    doc="Customers and where they are (their latest address: a sale's own geography is on its order line).",
 )
 
 SALESMEN = Table(
@@ -116,9 +148,10 @@ ORDER_LINES = Table(
         Column("revenue", "DOUBLE", doc="quantity x unit_price x (1 - discount)"),
         Column("cost", "DOUBLE", required=False, doc="Missing when the export has no cost"),
         Column("profit", "DOUBLE", required=False, doc="revenue - cost"),
+        *LINE_GEOGRAPHY,
     ),
     key=("order_id", "line"),
-    doc="The fact table: one row per order line.",
+    doc="The fact table: one row per order line, with where it was shipped to.",
     checks=(
         "channel IN ('direct', 'trade')",
         "quantity > 0",
@@ -148,6 +181,36 @@ SALESMAN_GOALS = Table(
     doc="Revenue plan by month and salesman.",
 )
 
+CATEGORY_GOALS = Table(
+    "category_goals",
+    (
+        Column("month", "DATE", doc="First day of the month"),
+        Column("category", "VARCHAR"),
+        Column("revenue_target", "DOUBLE"),
+    ),
+    key=("month", "category"),
+    doc="Revenue plan by month and product category (imported with `data import-goals`).",
+)
+
+PRODUCT_GOALS = Table(
+    "product_goals",
+    (
+        Column("month", "DATE", doc="First day of the month"),
+        Column("product_id", "VARCHAR"),
+        Column("revenue_target", "DOUBLE"),
+    ),
+    key=("month", "product_id"),
+    doc="Revenue plan by month and product (imported with `data import-goals`).",
+)
+
+GOAL_TABLES: dict[str, Table] = {
+    "region": REGION_GOALS,
+    "salesman": SALESMAN_GOALS,
+    "category": CATEGORY_GOALS,
+    "product": PRODUCT_GOALS,
+}
+"""The goal plan by level: each table's second key column is the member of that level."""
+
 DIMENSION_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, SALESMEN, DISTRIBUTORS)
-ALL_TABLES: tuple[Table, ...] = (*DIMENSION_TABLES, ORDER_LINES, REGION_GOALS, SALESMAN_GOALS)
+ALL_TABLES: tuple[Table, ...] = (*DIMENSION_TABLES, ORDER_LINES, *GOAL_TABLES.values())
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}
