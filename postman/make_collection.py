@@ -33,9 +33,23 @@ VARIABLES = {
     "customerId": "C-0000001",
 }
 
-# Report parameters every report accepts; left in the request but disabled, so a report runs over all the
-# data by default and the filters are one click away in Postman.
-COMMON_REPORT_PARAMS = {"region", "category", "product", "start", "end", "as_of"}
+# Report parameters every report accepts (the filters the semantic layer declares, and time); left in the
+# request but disabled, so a report runs over all the data by default and the filters are one click away in
+# Postman.
+COMMON_REPORT_PARAMS = {
+    "region",
+    "state",
+    "category",
+    "subcategory",
+    "product",
+    "channel",
+    "salesman",
+    "distributor",
+    "customer_segment",
+    "start",
+    "end",
+    "as_of",
+}
 # BentoML's own endpoints: no key, and no JSON (the probes answer an empty body, /metrics Prometheus text).
 INFRASTRUCTURE_PATHS = {"/healthz", "/livez", "/readyz", "/metrics"}
 

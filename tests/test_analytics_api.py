@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from salespulse.analytics import rollups
 from salespulse.analytics.engine import AnalyticsEngine
-from salespulse.analytics.reports import REGISTRY
+from salespulse.analytics.reports import REGISTRY, run_report
 from salespulse.analytics.semantic import COMPONENTS, ROLLUPS
 from salespulse.config import get_settings
 from service.analytics_api import create_analytics_app
@@ -107,7 +107,7 @@ def test_big_answers_serialized_by_duckdb_are_the_same_json(
 ) -> None:
     for name in ("sales-by-zip", "sales-by-category-weekly"):
         over_http = client.get(f"/reports/{name}", params={"region": ["South"]}).json()
-        direct = engine.run_report(name, {"region": ["South"]})
+        direct = run_report(engine, name, {"region": ["South"]})
         assert over_http["columns"] == direct["columns"] and over_http["params"] == direct["params"]
         assert over_http["rows"] == direct["rows"]  # floats print the same: shortest round-trip both ways
     query = {"measures": ["revenue", "orders"], "dimensions": ["state"], "time_dimension": {"grain": "month"}}
@@ -119,7 +119,7 @@ def test_report_route_answers_like_the_engine(client: TestClient, engine: Analyt
         "/reports/top-states", params={"n": 5, "region": ["West", "East"], "start": "2025-01-01"}
     )
     assert response.status_code == 200
-    direct = engine.run_report("top-states", {"n": 5, "region": ["West", "East"], "start": "2025-01-01"})
+    direct = run_report(engine, "top-states", {"n": 5, "region": ["West", "East"], "start": "2025-01-01"})
     assert response.json()["rows"] == direct["rows"]
     assert len(direct["rows"]) == 5
 
@@ -140,7 +140,7 @@ def test_report_route_answers_like_the_engine(client: TestClient, engine: Analyt
             "filters[0]",
             "exactly 1",
         ),
-        ({"measures": ["goal"], "dimensions": ["category"]}, "dimensions", "goal plan"),
+        ({"measures": ["goal"], "dimensions": ["channel"]}, "dimensions", "goal plan"),
         ({"measures": ["revenue"], "limit": 0}, "limit", "greater than or equal to 1"),
         ({"measures": "revenue"}, "measures", "valid list"),
         ({"measures": ["revenue"], "sql": "SELECT 1"}, "sql", "Extra inputs"),
@@ -185,10 +185,40 @@ def test_sql_in_a_filter_is_just_a_value(client: TestClient, engine: AnalyticsEn
                 "filters": [{"member": "region", "operator": "in", "values": [value]}],
             },
         )
-        assert response.status_code == 200 and response.json()["rows"] == []
+        # The filter's members are checked before any SQL runs: no such region.
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "filters[0].values"
+        # A report checks its filters' members too: no such category, and nothing was run.
         response = client.get("/reports/sales-by-state", params={"category": value})
-        assert response.status_code == 200 and response.json()["rows"] == []
+        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "category"
     assert warehouse_digest(engine) == before
+
+
+def test_an_unknown_member_gets_422_naming_the_parameter(client: TestClient) -> None:
+    response = client.get("/reports/sales-by-state", params={"region": ["West", "Atlantis"]})
+    assert response.status_code == 422
+    assert response.json()["error"] == "unknown member"
+    (problem,) = response.json()["detail"]
+    assert problem["field"] == "region" and "'Atlantis'" in problem["message"]
+    assert "Central, East, South, West" in problem["message"]
+    response = client.get("/reports/top-products", params={"channel": "fax"})
+    assert response.status_code == 422 and response.json()["detail"][0]["field"].startswith("channel")
+    ok = client.get("/reports/top-products", params={"channel": "trade", "state": ["CA"], "n": 3})
+    assert ok.status_code == 200 and len(ok.json()["rows"]) == 3
+
+
+def test_members_of_an_ingested_batch_count_from_the_next_request(client: TestClient) -> None:
+    route, drones = "/reports/sales-by-state", {"category": "Drones"}
+    assert client.get(route, params=drones).status_code == 422
+    batch = {
+        "lines": [sale("DRONE-1", 1, product_id="P-DRONE")],
+        "products": [
+            {"product_id": "P-DRONE", "product_name": "Drone", "category": "Drones", "subcategory": "Quad"}
+        ],
+    }
+    response = client.post("/sales", json=batch, headers={"X-API-Key": KEY})
+    assert response.status_code == 200, response.text
+    answer = client.get(route, params=drones)
+    assert answer.status_code == 200 and answer.json()["rows"][0]["revenue"] == pytest.approx(90.0)
 
 
 # --- real-time sales ---
@@ -380,12 +410,22 @@ def test_rollups_stay_exact_through_every_kind_of_batch(client: TestClient, engi
     assert_rollups_exact(engine)
     # the same again: nothing changes
     assert post([sale("RT-1", 1), sale("RT-1", 2, product_id="P-00020")])["unchanged"] == 2
-    # a customer moves to another state: his lines move between rollup rows
+    # a customer moves to another state: his stored lines keep where they shipped (no rollup row moves), and
+    # his new line without an address of its own ships to the new one
+    shipped_before = engine.fetch(
+        "SELECT order_id, line, ship_state FROM order_lines WHERE customer_id = 'C-0000011' ORDER BY ALL"
+    )
     moved_customer = post(
         [sale("RT-9", 1, customer_id="C-0000011")],
         customers=[{"customer_id": "C-0000011", "state": "TX", "zip": "73301", "city": "Austin"}],
     )
-    assert moved_customer["rollups_rebuilt"]
+    assert not moved_customer["rollups_rebuilt"]
+    shipped_after = engine.fetch(
+        "SELECT order_id, line, ship_state FROM order_lines WHERE customer_id = 'C-0000011' ORDER BY ALL"
+    )
+    assert [row for row in shipped_after if row["order_id"] != "RT-9"] == shipped_before
+    assert [row["ship_state"] for row in shipped_after if row["order_id"] == "RT-9"] == ["TX"]
+    assert_rollups_exact(engine)
     # a product first seen on a line (category 'Unknown'), then described: its rows move to the category
     post([sale("RT-P1", 1, product_id="P-NEW-1")])
     described = post(
@@ -654,3 +694,14 @@ def test_the_app_can_be_given_its_engine_after_it_is_created(engine: AnalyticsEn
     assert example["content"]["application/json"]["example"]["rows"][0]["zip"] == "94105"
     app.state.engine = engine
     assert client.get("/reports/top-states", params={"n": 2}).json()["rows"][0]["rank"] == 1
+
+
+def test_a_query_of_goal_measures_alone_is_answered(client: TestClient, engine: AnalyticsEngine) -> None:
+    # Only plan-side measures and no split left the facts side with nothing to select (it was a 500).
+    response = client.post("/query", json={"measures": ["goal", "goal_to_date"]})
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["rows"]
+    with engine.cursor() as con:
+        (planned,) = con.execute("SELECT sum(revenue_target) FROM region_goals").fetchone()
+    assert row["goal"] == pytest.approx(planned)
+    assert 0 < row["goal_to_date"] <= row["goal"]

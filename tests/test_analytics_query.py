@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from analytics_support import (
+    Sale,
     Tables,
     assert_rows,
+    build_tiny_warehouse,
     build_warehouse,
     copy_warehouse,
     load_tables,
@@ -21,8 +23,9 @@ from analytics_support import (
 from pydantic import ValidationError
 
 from salespulse.analytics.engine import AnalyticsEngine
-from salespulse.analytics.errors import DataUnavailable, QueryError
+from salespulse.analytics.errors import DataUnavailable, QueryError, UnknownMember
 from salespulse.analytics.query import Query
+from salespulse.analytics.reports import run_report
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +112,8 @@ def test_filter_values_only_reach_sql_as_parameters(engine: AnalyticsEngine) -> 
         assert hostile not in compiled.sql and "DROP" not in compiled.sql
         assert hostile in compiled.params
     before = engine.fetch("SELECT count(*) AS n, sum(revenue) AS r FROM order_lines")
-    rows = engine.run_query(query)["rows"]
-    assert [r["region"] for r in rows] == ["East"]
+    with pytest.raises(UnknownMember, match="no region"):  # a value the data lacks is refused, not run
+        engine.run_query(query)
     assert engine.fetch("SELECT count(*) AS n, sum(revenue) AS r FROM order_lines") == before
 
 
@@ -337,9 +340,20 @@ def test_goal_attainment_by_region_and_quarter(engine: AnalyticsEngine, tables: 
     assert_rows(rows, expected, keys=["period", "region"], columns=["revenue", "goal", "goal_attainment_pct"])
 
 
-def test_goals_cannot_be_split_by_product(engine: AnalyticsEngine) -> None:
-    with pytest.raises(QueryError, match="goal plan"):
-        run(engine, measures=["goal"], dimensions=["category"])
+def test_goals_cannot_be_split_by_what_no_plan_has(engine: AnalyticsEngine) -> None:
+    with pytest.raises(QueryError, match="goal plan") as refused:
+        run(engine, measures=["goal"], dimensions=["channel"])
+    assert refused.value.problems[0].field == "dimensions"
+    # A category plan and a region plan exist, but no plan is by both.
+    with pytest.raises(QueryError, match="goals by region can be split by 'region' only"):
+        run(engine, measures=["goal"], dimensions=["region", "category"])
+    with pytest.raises(QueryError, match="goal plan by product has no 'region'"):
+        run(
+            engine,
+            measures=["goal"],
+            dimensions=["product"],
+            filters=[{"member": "region", "operator": "equals", "values": ["West"]}],
+        )
     with pytest.raises(QueryError, match="monthly"):
         run(engine, measures=["goal_attainment_pct"], time_dimension={"grain": "week"})
 
@@ -428,9 +442,23 @@ def test_the_router_uses_rollups_for_the_common_questions(engine: AnalyticsEngin
     assert engine.run_query({"measures": ["orders"], "dimensions": ["category"]})["source"] == "order_lines"
 
 
+def test_namesake_cities_in_different_states_stay_apart(tmp_path: Path) -> None:
+    sales = [Sale(date(2025, 1, 2), 100.0, "C-1"), Sale(date(2025, 1, 3), 50.0, "C-2")]
+    engine = open_engine(build_tiny_warehouse(tmp_path / "w.duckdb", sales))
+    for use_rollups in (True, False):
+        rows = engine.run_query({"measures": ["revenue"], "dimensions": ["city"]}, use_rollups=use_rollups)
+        assert {r["city"]: r["revenue"] for r in rows["rows"]} == {
+            "Springfield, IL": 100.0,
+            "Springfield, MO": 50.0,
+        }
+    only = {"member": "city", "operator": "equals", "values": ["Springfield, MO"]}
+    assert run(engine, measures=["revenue"], filters=[only]) == [{"revenue": 50.0}]
+    engine._con.close()
+
+
 def test_customer_segment_matches_the_rfm_report(engine: AnalyticsEngine) -> None:
     by_dimension = run(engine, measures=["customers", "revenue"], dimensions=["customer_segment"])
-    report = {r["segment"]: r for r in engine.run_report("rfm-segments")["rows"]}
+    report = {r["segment"]: r for r in run_report(engine, "rfm-segments")["rows"]}
     for row in by_dimension:
         assert report[row["customer_segment"]]["customers"] == row["customers"]
         assert report[row["customer_segment"]]["revenue"] == pytest.approx(row["revenue"], rel=1e-9)

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from analytics_support import (
     END,
+    Sale,
     Tables,
     assert_rows,
+    build_tiny_warehouse,
     build_warehouse,
     load_tables,
     open_engine,
     period_start,
 )
+from pydantic import ValidationError
 
 from salespulse.analytics.engine import AnalyticsEngine
-from salespulse.analytics.errors import QueryError
-from salespulse.analytics.reports import REGISTRY
+from salespulse.analytics.errors import QueryError, UnknownMember
+from salespulse.analytics.reports import REGISTRY, params_model, run_report
+from salespulse.analytics.semantic import DIMENSIONS
 
 START = "2024-07-01"
 
@@ -38,7 +43,7 @@ def tables(engine: AnalyticsEngine) -> Tables:
 
 
 def report(engine: AnalyticsEngine, name: str, **params: object) -> list[dict]:
-    return engine.run_report(name, params)["rows"]
+    return run_report(engine, name, params)["rows"]
 
 
 def in_range(lines: pd.DataFrame, start: str | None = None, end: str | date | None = None) -> pd.DataFrame:
@@ -54,6 +59,17 @@ def totals(lines: pd.DataFrame, by: list[str], orders: bool = True) -> pd.DataFr
     if orders:
         spec["orders"] = ("order_id", "nunique")
     return lines.groupby(by, dropna=False).agg(**spec).reset_index()
+
+
+def selling_days(lines: pd.DataFrame, first: date, last: date, now: date) -> int:
+    """Selling days in [first, last] seen on ``now``: days up to now with any sale, later days whose weekday
+    sold on at least half of its days in the 8 weeks up to now (from the first day with data)."""
+    sold = set(lines["day"].dt.date)
+    window = pd.date_range(max(now - timedelta(days=55), min(sold)), now)
+    had_sales = pd.Series([d.date() in sold for d in window], index=window.dayofweek)
+    weekdays = {w for w, share in had_sales.groupby(level=0).mean().items() if share >= 0.5}
+    days = pd.date_range(first, last).date
+    return sum((d in sold) if d <= now else (d.weekday() in weekdays) for d in days)
 
 
 # --- sales by category ---
@@ -169,13 +185,26 @@ def test_kpi_total_revenue_and_average_order_value(engine: AnalyticsEngine, tabl
 
 def test_kpi_month_over_month(engine: AnalyticsEngine, tables: Tables) -> None:
     (row,) = report(engine, "kpi-mom-growth", as_of="2025-05-17")
-    now = in_range(tables.lines, "2025-05-01", "2025-05-17")["revenue"].sum()
-    before = in_range(tables.lines, "2025-04-01", "2025-04-17")["revenue"].sum()
+    now = in_range(tables.lines, "2025-05-01", "2025-05-17")
+    before = in_range(tables.lines, "2025-04-01", "2025-04-17")
     assert (row["previous_start"], row["previous_end"]) == ("2025-04-01", "2025-04-17")
-    assert row["revenue"] == pytest.approx(now, rel=1e-9)
-    assert row["growth_pct"] == pytest.approx(100 * (now - before) / before, rel=1e-9)
+    assert row["revenue"] == pytest.approx(now["revenue"].sum(), rel=1e-9)
+    assert (row["selling_days"], row["previous_selling_days"]) == (
+        now["day"].nunique(),
+        before["day"].nunique(),
+    )
+    pace_now = now["revenue"].sum() / now["day"].nunique()
+    pace_before = before["revenue"].sum() / before["day"].nunique()
+    assert row["growth_pct"] == pytest.approx(100 * (pace_now / pace_before - 1), rel=1e-9)
     (row,) = report(engine, "kpi-mom-growth", as_of="2025-03-31")  # February has no 29th-31st
     assert row["previous_end"] == "2025-02-28"
+    march, february = (
+        in_range(tables.lines, "2025-03-01", "2025-03-31"),
+        in_range(tables.lines, "2025-02-01", "2025-02-28"),
+    )
+    pace_now = march["revenue"].sum() / march["day"].nunique()  # 31 days against 28, per selling day
+    pace_before = february["revenue"].sum() / february["day"].nunique()
+    assert row["growth_pct"] == pytest.approx(100 * (pace_now / pace_before - 1), rel=1e-9)
 
 
 def test_kpi_retention_rate(engine: AnalyticsEngine, tables: Tables) -> None:
@@ -201,7 +230,11 @@ def test_kpi_run_rate(engine: AnalyticsEngine, tables: Tables) -> None:
     (row,) = report(engine, "kpi-revenue-run-rate", as_of="2025-06-10")
     month_to_date = in_range(tables.lines, "2025-06-01", "2025-06-10")["revenue"].sum()
     assert row["month_to_date"] == pytest.approx(month_to_date, rel=1e-9)
-    assert row["run_rate"] == pytest.approx(month_to_date / 10 * 30, rel=1e-9)
+    now = date(2025, 6, 10)  # the days after it are projected from the weekdays, not read from the data
+    elapsed = selling_days(tables.lines, date(2025, 6, 1), now, now)
+    in_month = selling_days(tables.lines, date(2025, 6, 1), date(2025, 6, 30), now)
+    assert (row["selling_days_elapsed"], row["selling_days_in_month"]) == (elapsed, in_month)
+    assert row["run_rate"] == pytest.approx(month_to_date / elapsed * in_month, rel=1e-9)
 
 
 def test_kpi_active_salesmen(engine: AnalyticsEngine, tables: Tables) -> None:
@@ -218,8 +251,12 @@ def test_kpi_active_salesmen(engine: AnalyticsEngine, tables: Tables) -> None:
 
 def test_kpi_top_product_mover(engine: AnalyticsEngine, tables: Tables) -> None:
     rows = report(engine, "kpi-top-product-mover", as_of="2025-06-15", n=3)
-    now = in_range(tables.lines, "2025-06-01", "2025-06-15").groupby("product_id")["quantity"].sum() / 15
-    before = in_range(tables.lines, "2025-05-01", "2025-05-31").groupby("product_id")["quantity"].sum() / 31
+    june, may = (
+        in_range(tables.lines, "2025-06-01", "2025-06-15"),
+        in_range(tables.lines, "2025-05-01", "2025-05-31"),
+    )
+    now = june.groupby("product_id")["quantity"].sum() / june["day"].nunique()  # units per selling day
+    before = may.groupby("product_id")["quantity"].sum() / may["day"].nunique()
     change = now.sub(before, fill_value=0).reset_index(name="velocity_change")
     expected = change.sort_values(["velocity_change", "product_id"], ascending=[False, True]).head(3)
     assert_rows(
@@ -267,17 +304,45 @@ def test_goal_attainment(
     expected = pd.DataFrame({"revenue": revenue, "goal": plan["revenue_target"]}).reset_index()
     expected["revenue"] = expected["revenue"].fillna(0)
     expected["goal_attainment_pct"] = 100 * expected["revenue"] / expected["goal"]
+    expected["goal_to_date"] = expected["goal"]  # every month from START to the end of the data is whole
     rows = report(engine, f"goal-attainment-by-{member}", start=START)
     assert_rows(
         rows,
         expected.rename(columns={column: member}),
         keys=["period", member],
-        columns=["revenue", "goal", "goal_attainment_pct"],
+        columns=["revenue", "goal", "goal_to_date", "goal_attainment_pct"],
     )
+    assert {r["goal_basis"] for r in rows} == {"whole month"}
+
+
+def test_goal_attainment_of_a_month_cut_short(engine: AnalyticsEngine, tables: Tables) -> None:
+    """As of May 17th, May is the running month: its goal is pro-rated to the selling days elapsed."""
+    lines = in_range(tables.lines, "2025-04-01", "2025-05-17")
+    revenue = lines.groupby([period_start(lines["ordered_at"], "month").rename("period"), "region"])[
+        "revenue"
+    ].sum()
+    plan = tables.region_goals.rename(columns={"month": "period"}).set_index(["period", "region"])
+    expected = pd.DataFrame({"revenue": revenue, "goal": plan["revenue_target"]}).dropna().reset_index()
+    now = date(2025, 5, 17)
+    elapsed = selling_days(tables.lines, date(2025, 5, 1), now, now)
+    in_month = selling_days(tables.lines, date(2025, 5, 1), date(2025, 5, 31), now)
+    may = expected["period"] == pd.Timestamp("2025-05-01")
+    expected["goal_to_date"] = expected["goal"].where(~may, expected["goal"] * elapsed / in_month)
+    expected["goal_attainment_pct"] = 100 * expected["revenue"] / expected["goal_to_date"]
+    rows = report(engine, "goal-attainment-by-region", start="2025-04-01", end="2025-05-17")
+    assert_rows(
+        rows,
+        expected,
+        keys=["period", "region"],
+        columns=["revenue", "goal", "goal_to_date", "goal_attainment_pct"],
+    )
+    assert {r["goal_basis"] for r in rows if r["period"] == "2025-05-01"} == {
+        f"pro-rated: {elapsed} of {in_month} selling days"
+    }
 
 
 def test_goal_reports_refuse_a_product_filter(engine: AnalyticsEngine) -> None:
-    with pytest.raises(QueryError, match="goal plan has no 'category'"):
+    with pytest.raises(QueryError, match="goal plan by region has no 'category'"):
         report(engine, "goal-attainment-by-region", category=["Technology"])
 
 
@@ -289,13 +354,14 @@ def test_sales_opportunities(engine: AnalyticsEngine, tables: Tables) -> None:
     plan = tables.region_goals.rename(columns={"month": "period"}).set_index(["period", "region"])
     frame = pd.DataFrame({"revenue": revenue, "goal": plan["revenue_target"]}).dropna(subset=["goal"])
     frame["revenue"] = frame["revenue"].fillna(0)
-    frame["goal_attainment_pct"] = 100 * frame["revenue"] / frame["goal"]
+    frame["goal_attainment_pct"] = 100 * frame["revenue"] / frame["goal"]  # the data ends on a month's end
     expected = frame[frame["goal_attainment_pct"].between(90, 97)].reset_index()
     expected["gap_to_goal"] = expected["goal"] - expected["revenue"]
     assert len(expected) > 3  # the generated plan is near actuals: use a band that has members
     rows = report(engine, "sales-opportunities", low_pct=90, high_pct=97)
     assert_rows(rows, expected, keys=["period", "region"], columns=["revenue", "goal", "gap_to_goal"])
-    assert all(90 <= r["goal_attainment_pct"] <= 97 for r in rows)
+    attainment = [r["goal_attainment_pct"] for r in rows]
+    assert all(90 <= a <= 97 for a in attainment) and attainment == sorted(attainment, reverse=True)
 
 
 # --- product intelligence ---
@@ -327,43 +393,102 @@ def _pairs(lines: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, int]:
     return together, baskets.groupby("product_id").size(), baskets["order_id"].nunique()
 
 
+def _rules(
+    lines: pd.DataFrame,
+    products: pd.DataFrame,
+    *,
+    focus: str | None = None,
+    min_orders: int = 2,
+    min_support_pct: float = 0.01,
+    min_confidence_pct: float = 5.0,
+    min_lift: float = 1.0,
+) -> pd.DataFrame:
+    """Association rules product -> with_product that pass the thresholds, of products not discontinued by
+    the last day of ``lines``, strongest lift first. Without ``focus`` each pair once, from the product with
+    fewer orders (the higher confidence; ties: the smaller id)."""
+    together, item, orders = _pairs(lines)
+    together = together.rename(columns={"product_id": "product", "product_id_with": "with_product"})
+    if focus is None:
+        fewer = together["product"].map(item) < together["with_product"].map(item)
+        tie = together["product"].map(item) == together["with_product"].map(item)
+        together = together[fewer | (tie & (together["product"] < together["with_product"]))]
+    else:
+        together = together[together["product"] == focus]
+    together = together.assign(
+        support_pct=100 * together["orders_together"] / orders,
+        confidence_pct=100 * together["orders_together"] / together["product"].map(item),
+        lift=together["orders_together"]
+        * orders
+        / (together["product"].map(item) * together["with_product"].map(item)),
+    )
+    last_day = lines["day"].max()
+    discontinued = pd.to_datetime(products.set_index("product_id")["discontinued_on"])
+    active = discontinued.isna() | (discontinued > last_day)
+    keep = (
+        (together["orders_together"] >= min_orders)
+        & (together["support_pct"] >= min_support_pct)
+        & (together["confidence_pct"] >= min_confidence_pct)
+        & (together["lift"] > min_lift)
+        & together["with_product"].map(active)
+        & (together["product"].map(active) if focus is None else True)
+    )
+    return together[keep].sort_values(
+        ["lift", "orders_together", "product", "with_product"], ascending=[False, False, True, True]
+    )
+
+
 def test_product_affinity(engine: AnalyticsEngine, tables: Tables) -> None:
     lines = in_range(tables.lines[tables.lines["region"] == "East"], "2024-01-01")
-    together, item, orders = _pairs(lines)
-    together["support_pct"] = 100 * together["orders_together"] / orders
-    together["confidence_pct"] = 100 * together["orders_together"] / together["product_id"].map(item)
-    together["lift"] = (
-        together["orders_together"]
-        * orders
-        / (together["product_id"].map(item) * together["product_id_with"].map(item))
+    expected = _rules(lines, tables.products, min_support_pct=0.02, min_confidence_pct=3.0)
+    assert len(expected) > 15
+    rows = report(
+        engine,
+        "product-affinity",
+        region=["East"],
+        start="2024-01-01",
+        min_support_pct=0.02,
+        min_confidence_pct=3.0,
+        n=15,
     )
-    together = together[together["orders_together"] >= 3].rename(
-        columns={"product_id": "product", "product_id_with": "with_product"}
+    columns = ["orders_together", "support_pct", "confidence_pct", "lift"]
+    assert_rows(rows, expected.head(15), keys=["product", "with_product"], columns=columns, ordered=True)
+    focus = lines.groupby("product_id")["order_id"].nunique().idxmax()  # the best seller
+    mine = _rules(lines, tables.products, focus=focus, min_orders=3, min_support_pct=0, min_confidence_pct=1)
+    assert len(mine) > 0
+    rows = report(
+        engine,
+        "product-affinity",
+        region=["East"],
+        start="2024-01-01",
+        for_product=focus,
+        min_orders=3,
+        min_support_pct=0,
+        min_confidence_pct=1,
+        n=10,
     )
-    pairs = together[together["product"] < together["with_product"]]
-    expected = pairs.sort_values(
-        ["orders_together", "product", "with_product"], ascending=[False, True, True]
-    )
-    rows = report(engine, "product-affinity", region=["East"], start="2024-01-01", n=15)
+    assert_rows(rows, mine.head(10), keys=["product", "with_product"], columns=columns, ordered=True)
+
+
+def test_default_affinity_pairs_are_real_associations(engine: AnalyticsEngine, tables: Tables) -> None:
+    """With the defaults (all data: the stored pairs), only pairs bought together more often than chance,
+    of products still sold."""
+    result = run_report(engine, "product-affinity", {})
+    expected = _rules(tables.lines, tables.products)
+    columns = ["orders_together", "support_pct", "confidence_pct", "lift"]
     assert_rows(
-        rows,
-        expected.head(15),
-        keys=["product", "with_product"],
-        columns=["orders_together", "support_pct", "confidence_pct", "lift"],
-        ordered=True,
+        result["rows"], expected.head(20), keys=["product", "with_product"], columns=columns, ordered=True
     )
-    focus = expected.iloc[0]["product"]
-    mine = together[together["product"] == focus].sort_values(
-        ["lift", "orders_together", "with_product"], ascending=[False, False, True]
-    )
-    rows = report(engine, "product-affinity", region=["East"], start="2024-01-01", for_product=focus, n=10)
-    assert_rows(
-        rows,
-        mine.head(10),
-        keys=["product", "with_product"],
-        columns=["orders_together", "confidence_pct", "lift"],
-        ordered=True,
-    )
+    assert len(result["rows"]) == 20 and all(r["lift"] > 1 for r in result["rows"])
+    discontinued = set(tables.products.loc[tables.products["discontinued_on"].notna(), "product_id"])
+    listed = {r["product"] for r in result["rows"]} | {r["with_product"] for r in result["rows"]}
+    assert not listed & discontinued
+
+
+def test_affinity_says_why_nothing_passes(engine: AnalyticsEngine) -> None:
+    result = run_report(engine, "product-affinity", {"min_orders": 1_000_000, "region": ["West"]})
+    assert result["rows"] == []
+    (note,) = result["notes"]
+    assert note.startswith("No pair passes:") and "0 in at least 1000000 orders" in note
 
 
 @pytest.mark.parametrize("days", [30, 90])
@@ -449,13 +574,18 @@ def test_new_vs_repeat_customers(engine: AnalyticsEngine, tables: Tables) -> Non
         .reset_index()
     )
     expected["average_order_value"] = expected["revenue"] / expected["orders"]
+    expected["complete_period"] = True  # START and the data's end (2025-06-30) are quarter bounds
     rows = report(engine, "new-vs-repeat-customers", grain="quarter", start=START)
     assert_rows(
         rows,
         expected,
         keys=["period", "customer_type"],
-        columns=["customers", "orders", "revenue", "average_order_value"],
+        columns=["customers", "orders", "revenue", "average_order_value", "complete_period"],
     )
+    result = run_report(engine, "new-vs-repeat-customers", {"grain": "month", "end": "2025-05-17"})
+    partial = {r["period"] for r in result["rows"] if not r["complete_period"]}
+    assert partial == {"2023-04-01", "2025-05-01"}  # the data starts on 2023-04-23; May is cut on the 17th
+    assert any("2023-04-23" in note for note in result["notes"])
 
 
 def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
@@ -468,20 +598,27 @@ def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
         revenue=("revenue", "sum"),
     )
     stats = stats[(stats["purchase_days"] >= 4) & (stats["last"] > stats["first"])]
-    stats["usual_gap_days"] = (stats["last"] - stats["first"]).dt.days / (stats["purchase_days"] - 1)
-    stats["gap_ratio"] = (as_of - stats["last"]).dt.days / stats["usual_gap_days"]
-    expected = stats[stats["gap_ratio"] >= 2.5].reset_index()
-    expected = expected.sort_values(
-        ["gap_ratio", "revenue", "customer_id"], ascending=[False, False, True]
-    ).head(50)
-    rows = report(engine, "churn-risk", end="2025-04-30", threshold=2.5, min_purchase_days=4, n=50)
+    span = (stats["last"] - stats["first"]).dt.days
+    stats["usual_gap_days"] = span / (stats["purchase_days"] - 1)
+    since = (as_of - stats["last"]).dt.days
+    stats["gap_ratio"] = since / stats["usual_gap_days"]
+    # a year of revenue while active: first purchase to one usual gap after the last, at least a year
+    stats["value_at_risk"] = stats["revenue"] * 365.25 / np.maximum(span + stats["usual_gap_days"], 365.25)
+    overdue, lost = stats["gap_ratio"] >= 2.5, since > 200
+    expected = stats[overdue & ~lost].reset_index()
+    expected = expected.sort_values(["value_at_risk", "customer_id"], ascending=[False, True]).head(50)
+    assert (overdue & lost).any()  # the window leaves the long gone out
+    rows = report(
+        engine, "churn-risk", end="2025-04-30", threshold=2.5, lost_after_days=200, min_purchase_days=4, n=50
+    )
     assert_rows(
         rows,
         expected.rename(columns={"customer_id": "customer"}),
         keys=["customer"],
-        columns=["purchase_days", "usual_gap_days", "gap_ratio", "revenue"],
+        columns=["purchase_days", "usual_gap_days", "gap_ratio", "revenue", "value_at_risk"],
         ordered=True,
     )
+    assert all(r["days_since_last_purchase"] <= 200 for r in rows)
 
 
 def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> None:
@@ -502,7 +639,7 @@ def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> Non
         * 2.0
     )
     expected = stats.reset_index().sort_values(["lifetime_value", "customer_id"], ascending=[False, True])
-    result = engine.run_report("customer-lifetime-value", {"lifetime_years": 2.0, "n": 25})
+    result = run_report(engine, "customer-lifetime-value", {"lifetime_years": 2.0, "n": 25})
     assert_rows(
         result["rows"],
         expected.head(25).rename(columns={"customer_id": "customer"}),
@@ -554,11 +691,17 @@ def test_salesman_consistency(engine: AnalyticsEngine, tables: Tables) -> None:
 
 @pytest.mark.parametrize("profile", ["month_of_year", "day_of_week", "hour_of_day"])
 def test_seasonality(engine: AnalyticsEngine, tables: Tables, profile: str) -> None:
-    lines = tables.lines[tables.lines["category"] == "Office Supplies"]
+    everything = tables.lines
+    if profile == "month_of_year":  # complete months only: the data starts on 2023-04-23, ends on 2025-06-30
+        assert everything["day"].min() == pd.Timestamp("2023-04-23") and everything[
+            "day"
+        ].max() == pd.Timestamp(END)
+        everything = in_range(everything, "2023-05-01")
+    lines = everything[everything["category"] == "Office Supplies"]
     time = lines["ordered_at"]
     part = {"month_of_year": time.dt.month, "day_of_week": time.dt.dayofweek + 1, "hour_of_day": time.dt.hour}
     revenue = lines.groupby(part[profile].values)["revenue"].sum()
-    days = lines["day"].drop_duplicates()
+    days = everything["day"].drop_duplicates()  # the business's selling days, not only the category's
     occurrences = {
         "month_of_year": days.dt.to_period("M").drop_duplicates().dt.month.value_counts(),
         "day_of_week": (days.dt.dayofweek + 1).value_counts(),
@@ -618,7 +761,8 @@ def test_underperformers(engine: AnalyticsEngine, tables: Tables, level: str) ->
 
 @pytest.mark.parametrize("dimension", ["category", "state", "customer_segment"])
 def test_revenue_change_explained_adds_up(engine: AnalyticsEngine, tables: Tables, dimension: str) -> None:
-    result = engine.run_report(
+    result = run_report(
+        engine,
         "revenue-change-explained",
         {
             "dimension": dimension,
@@ -649,12 +793,92 @@ def test_revenue_change_explained_adds_up(engine: AnalyticsEngine, tables: Table
 
 
 def test_revenue_change_default_periods(engine: AnalyticsEngine, tables: Tables) -> None:
-    result = engine.run_report("revenue-change-explained", {"dimension": "region"})
+    result = run_report(engine, "revenue-change-explained", {"dimension": "region"})
     start = END - timedelta(days=29)
     assert result["summary"]["current_period"] == [start.isoformat(), END.isoformat()]
     assert result["summary"]["current_revenue"] == pytest.approx(
         in_range(tables.lines, start.isoformat(), END)["revenue"].sum(), rel=1e-9
     )
+
+
+# --- running and partial periods, computed by hand on tiny warehouses ---
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@pytest.fixture(scope="module")
+def closed_on_sundays(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AnalyticsEngine]:
+    """A shop closed on Sundays that sells 800 a day in March and April 2025 and 900 a day in May, with data
+    up to Wednesday May 14th. April's goal is 20,800 and May's 27,000."""
+    sales = [
+        Sale(day, 900.0 if day.month == 5 else 800.0)
+        for day in _days(date(2025, 3, 1), date(2025, 5, 14))
+        if day.weekday() != 6
+    ]
+    goals = {date(2025, 4, 1): 20_800.0, date(2025, 5, 1): 27_000.0}
+    path = build_tiny_warehouse(tmp_path_factory.mktemp("sundays") / "w.duckdb", sales, goals)
+    engine = open_engine(path)
+    yield engine
+    engine._con.close()
+
+
+def test_the_running_month_is_measured_against_a_pro_rated_goal(closed_on_sundays: AnalyticsEngine) -> None:
+    # May 2025 has 31 days, 4 of them Sundays (4th, 11th, 18th, 25th): 27 selling days. Up to the 14th,
+    # 14 days less 2 Sundays: 12 selling days, 12 x 900 = 10,800 sold. Goal to date: 27,000 x 12/27 = 12,000.
+    result = run_report(closed_on_sundays, "goal-attainment-by-region", {"start": "2025-04-01"})
+    april, may = result["rows"]
+    assert (april["revenue"], april["goal_to_date"], april["goal_basis"]) == (
+        20_800.0,
+        20_800.0,
+        "whole month",
+    )
+    assert april["goal_attainment_pct"] == pytest.approx(100.0)
+    assert may["revenue"] == pytest.approx(10_800.0)
+    assert may["goal"] == 27_000.0 and may["goal_to_date"] == pytest.approx(12_000.0)
+    assert may["goal_attainment_pct"] == pytest.approx(90.0)  # not 40% of the whole month's goal
+    assert may["goal_basis"] == "pro-rated: 12 of 27 selling days"
+    assert any("Selling days" in note for note in result["notes"])
+    (row,) = run_report(closed_on_sundays, "sales-opportunities", {"low_pct": 85, "high_pct": 95})["rows"]
+    assert row["period"] == "2025-05-01" and row["gap_to_goal"] == pytest.approx(1_200.0)
+
+
+def test_run_rate_and_growth_count_selling_days(closed_on_sundays: AnalyticsEngine) -> None:
+    (rate,) = run_report(closed_on_sundays, "kpi-revenue-run-rate", {})["rows"]
+    assert (rate["selling_days_elapsed"], rate["selling_days_in_month"]) == (12, 27)
+    assert rate["run_rate"] == pytest.approx(10_800 / 12 * 27)  # 24,300, not 10,800 / 14 x 31
+    # May 1st-5th has a Sunday (4 selling days, 3,600); April 1st-5th has none (5, 4,000): revenue fell 10%
+    # but the pace per selling day rose from 800 to 900.
+    (growth,) = run_report(closed_on_sundays, "kpi-mom-growth", {"as_of": "2025-05-05"})["rows"]
+    assert (growth["revenue"], growth["revenue_previous"]) == (3_600.0, 4_000.0)
+    assert (growth["selling_days"], growth["previous_selling_days"]) == (4, 5)
+    assert growth["growth_pct"] == pytest.approx(12.5)
+
+
+def test_seasonality_leaves_partial_months_out(tmp_path: Path) -> None:
+    """Two years of data from 2023-11-15 to 2025-11-14, 100 a day and 200 a day in November: both ends are
+    partial Novembers. Complete months: December 2023 to October 2025, 23 months of 701 days, November
+    2024 (30 days x 200 = 6,000) and 671 days x 100 = 67,100: 73,100 in all, 73,100 / 23 per month."""
+    sales = [
+        Sale(day, 200.0 if day.month == 11 else 100.0)
+        for day in _days(date(2023, 11, 15), date(2025, 11, 14))
+    ]
+    engine = open_engine(build_tiny_warehouse(tmp_path / "w.duckdb", sales))
+    result = run_report(engine, "seasonality", {})
+    rows = {r["month_of_year"]: r for r in result["rows"]}
+    average = 73_100 / 23
+    assert (rows[11]["occurrences"], rows[11]["revenue"]) == (1, 6_000.0)
+    assert rows[11]["seasonal_index"] == pytest.approx(100 * 6_000 / average)  # 188.8: the biggest month
+    assert (rows[10]["occurrences"], rows[10]["revenue"]) == (2, 6_200.0)
+    assert rows[10]["seasonal_index"] == pytest.approx(100 * 3_100 / average)
+    assert (rows[2]["occurrences"], rows[2]["revenue"]) == (2, 5_700.0)  # 29 + 28 days
+    assert max(rows.values(), key=lambda r: r["seasonal_index"])["month_of_year"] == 11
+    assert result["notes"] == [
+        "Complete months only: 2023-12-01 to 2025-10-31 (left out, as partial months: 2023-11-15 to "
+        "2023-11-30; 2025-11-01 to 2025-11-14)."
+    ]
+    engine._con.close()
 
 
 # --- the registry ---
@@ -664,9 +888,123 @@ def test_every_report_runs_and_documents_its_columns(engine: AnalyticsEngine) ->
     from salespulse.analytics.meta import report_columns
 
     for name, declared in REGISTRY.items():
-        result = engine.run_report(name, {})
+        result = run_report(engine, name, {})
         names = [c["name"] for c in result["columns"]]
         if result["rows"]:
             assert names == list(result["rows"][0]), name
         documented = report_columns(declared)
         assert set(documented) >= set(names), (name, set(names) - set(documented))
+
+
+# --- filters from the semantic layer ---
+
+
+def test_every_report_takes_the_declared_filters() -> None:
+    declared = {name for name, d in DIMENSIONS.items() if d.filter}
+    assert declared >= {"region", "state", "category", "product", "channel", "salesman", "distributor"}
+    assert "customer_segment" in declared
+    for report in REGISTRY.values():
+        assert declared <= set(params_model(report).model_fields), report.name
+
+
+def test_new_filters_answer_like_pandas(engine: AnalyticsEngine, tables: Tables) -> None:
+    lines = tables.lines
+    salesmen = sorted(lines["salesman_id"].dropna().unique())[:3]
+    states = ["CA", "TX", "NY"]
+    chosen = lines[
+        lines["state"].isin(states) & (lines["channel"] == "direct") & lines["salesman_id"].isin(salesmen)
+    ]
+    expected = totals(chosen, ["category"], False)
+    rows = report(engine, "sales-by-category-quarterly", state=states, channel=["direct"], salesman=salesmen)
+    assert {r["category"] for r in rows} == set(expected["category"])
+    assert sum(r["revenue"] for r in rows) == pytest.approx(chosen["revenue"].sum(), rel=1e-9)
+    distributor = lines["distributor_id"].dropna().iloc[0]
+    trade = in_range(lines[lines["distributor_id"] == distributor], START)
+    rows = report(engine, "sales-by-state", distributor=[distributor], start=START)
+    assert_rows(rows, totals(trade, ["state"]), keys=["state"], columns=["revenue", "units", "orders"])
+
+
+def test_segment_filter_uses_the_segments_over_all_data(engine: AnalyticsEngine, tables: Tables) -> None:
+    segments = _rfm(tables, pd.Timestamp(END))["segment"]
+    champions = set(segments[segments == "Champions"].index)
+    lines = tables.lines[tables.lines["customer_id"].isin(champions)]
+    (row,) = report(engine, "kpi-average-order-value", customer_segment=["Champions"])
+    assert row["orders"] == lines["order_id"].nunique()
+    assert row["revenue"] == pytest.approx(lines["revenue"].sum(), rel=1e-9)
+
+
+def test_a_filter_the_pairs_table_lacks_reads_the_baskets(engine: AnalyticsEngine, tables: Tables) -> None:
+    """All time, the stored pairs answer the region filter only: a channel filter counts the baskets."""
+    direct = tables.lines[tables.lines["channel"] == "direct"]
+    expected = _rules(direct, tables.products)
+    rows = report(engine, "product-affinity", channel=["direct"], n=10)
+    columns = ["orders_together", "support_pct", "confidence_pct", "lift"]
+    assert_rows(rows, expected.head(10), keys=["product", "with_product"], columns=columns, ordered=True)
+
+
+def test_catalogue_filters_apply_to_the_catalogue(engine: AnalyticsEngine, tables: Tables) -> None:
+    """Slow movers list the products of the subcategory (sold or not); active salesmen count the salesmen
+    asked for."""
+    subcategory = tables.products["subcategory"].iloc[0]
+    rows = report(engine, "slow-movers", subcategory=[subcategory], days=1, include_discontinued=True)
+    listed = set(tables.products.loc[tables.products["subcategory"] == subcategory, "product_id"])
+    assert rows and {r["product"] for r in rows} <= listed
+    salesmen = sorted(tables.salesmen["salesman_id"])[:2]
+    (row,) = report(engine, "kpi-active-salesmen", salesman=salesmen)
+    assert row["salesmen"] == 2
+
+
+def test_an_unknown_member_is_refused_naming_the_parameter(engine: AnalyticsEngine) -> None:
+    with pytest.raises(UnknownMember) as refused:
+        report(engine, "sales-by-state", region=["West", "Atlantis"], product=["P-NOPE"])
+    problems = {p.field: p.message for p in refused.value.problems}
+    assert set(problems) == {"region", "product"}
+    assert "'Atlantis'" in problems["region"] and "Central, East, South, West" in problems["region"]
+    assert "'P-NOPE'" in problems["product"]
+    with pytest.raises(UnknownMember, match="for_product"):
+        report(engine, "product-affinity", for_product="P-NOPE")
+    with pytest.raises(ValidationError, match="'direct' or 'trade'"):
+        report(engine, "sales-by-state", channel=["fax"])
+
+
+def test_no_sales_under_known_members_is_said(engine: AnalyticsEngine) -> None:
+    result = run_report(engine, "sales-by-state", {"region": ["West"], "end": "2020-01-31"})
+    assert result["rows"] == []
+    assert result["notes"] == ["No sales match the filters (region: West) in the period."]
+
+
+# --- locations ---
+
+
+def test_distributor_locations(engine: AnalyticsEngine, tables: Tables) -> None:
+    with engine.cursor() as con:
+        distributors = con.execute("SELECT * FROM distributors").df()
+    lines = in_range(tables.lines[tables.lines["region"] == "West"], START)
+    sold = totals(lines[lines["distributor_id"].notna()], ["distributor_id"])
+    expected = distributors.merge(sold, on="distributor_id", how="left").fillna(
+        {"revenue": 0.0, "units": 0, "orders": 0}
+    )
+    expected = expected.sort_values(["revenue", "distributor_id"], ascending=[False, True])
+    rows = report(engine, "distributor-locations", region=["West"], start=START)
+    assert_rows(
+        rows,
+        expected.rename(columns={"distributor_id": "distributor"}),
+        keys=["distributor"],
+        columns=["distributor_name", "city", "state", "zip", "latitude", "longitude", "revenue", "units"],
+        ordered=True,
+    )
+    assert all(r["latitude"] is not None and r["longitude"] is not None for r in rows)
+
+
+def test_customer_locations(engine: AnalyticsEngine, tables: Tables) -> None:
+    lines = in_range(tables.lines[tables.lines["category"] == "Technology"], START)
+    expected = totals(lines, ["customer_id"]).merge(tables.customers, on="customer_id")
+    expected = expected.sort_values(["revenue", "customer_id"], ascending=[False, True]).head(40)
+    rows = report(engine, "customer-locations", category=["Technology"], start=START, n=40)
+    assert_rows(
+        rows,
+        expected.rename(columns={"customer_id": "customer"}),
+        keys=["customer"],
+        columns=["customer_name", "city", "state", "zip", "latitude", "longitude", "revenue", "orders"],
+        ordered=True,
+    )

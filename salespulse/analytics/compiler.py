@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -23,14 +23,19 @@ from salespulse.analytics.semantic import (
     DATA_FLAG_MESSAGES,
     DIMENSIONS,
     FIELDS,
+    GOAL_COMPONENTS,
     GOAL_MEASURES,
+    GOAL_PLANS,
     LOOKUPS,
     MEASURES,
+    PUBLIC_DIMENSIONS,
     ROLLUPS,
     SEGMENTS_CTE,
     TIME_DERIVATIONS,
     CompareTo,
     Component,
+    Entity,
+    GoalPlan,
     Grain,
     Operator,
     Rollup,
@@ -109,6 +114,8 @@ class Compiled:
     params: list[Any]
     columns: list[Column]
     source: str
+    notes: tuple[str, ...] = ()
+    """What the answer's numbers mean where a column alone cannot say (the basis of the goal to date)."""
 
 
 @dataclass(frozen=True)
@@ -153,13 +160,13 @@ class Resolver:
         if name in ("at", "day", "month"):
             return self._time(name)
         alias = self.source.alias
-        if name in self.source.stored:
-            return (
-                f"nullif({alias}.{name}, {FIELDS[name].null_code})"
-                if self.source.coded
-                else f"{alias}.{name}"
-            )
         spec = FIELDS.get(name)
+        if name in self.source.stored:
+            if self.source.coded:
+                return f"nullif({alias}.{name}, {FIELDS[name].null_code})"
+            # Order lines hold a line field under its column (ship_region); fields joined onto a batch
+            # beforehand (see lines_source) under their own name.
+            return f"{alias}.{spec.column if spec is not None and spec.lookup is None else name}"
         if spec is None or spec.lookup is None:
             raise Unresolvable(name)
         self._join(spec.lookup)
@@ -208,26 +215,49 @@ def bucket(grain: Grain, resolver: Resolver) -> str:
     return f"CAST(date_trunc({GRAIN_SQL[grain]}, {source}) AS DATE)"
 
 
-class Compiler:
-    """Compiles one query for the warehouse state it is given."""
+GoalBasisOf = Callable[[tuple[date, date] | None], "GoalBasis"]
+"""The goal basis of a period's date range (the engine's: it knows the last day with data and the selling
+days)."""
 
-    def __init__(self, state: WarehouseState, *, use_rollups: bool = True) -> None:
+
+@dataclass(frozen=True)
+class Goals:
+    """Where a query's goal measures come from: one plan, and each period's basis (None: whole months)."""
+
+    plan: GoalPlan
+    bases: tuple[GoalBasis | None, ...]
+
+
+class Compiler:
+    """Compiles one query for the warehouse state it is given.
+
+    ``goal_basis`` pro-rates the goals of months cut short (see GoalBasis); without it (documentation only)
+    goal_to_date counts whole months.
+    """
+
+    def __init__(
+        self, state: WarehouseState, *, use_rollups: bool = True, goal_basis: GoalBasisOf | None = None
+    ) -> None:
         self.state = state
         self.use_rollups = use_rollups
+        self.goal_basis = goal_basis
 
     def compile(
         self, query: Query, *, unlimited: bool = False, labels: bool = True, params: Params | None = None
     ) -> Compiled:
         """``params`` lets a report put several compiled queries (and its own values) in one statement."""
         self._check_data(query)
-        goal_kind = self._goal_kind(query)
+        periods = self._periods(query)
+        goals = self._goals(query, periods)
         shared = params or Params()
         for source in [*self._candidates(), BASE]:
             mark = len(shared.values)
             try:
-                return self._compile(query, source, goal_kind, unlimited, labels, shared)
+                compiled = self._compile(query, source, periods, goals, unlimited, labels, shared)
             except Unresolvable:
                 del shared.values[mark:]  # the next, larger source; the order lines answer everything
+                continue
+            return replace(compiled, notes=tuple(goal_notes(query, periods, goals)))
         raise AssertionError("the order lines answer every query")
 
     def _candidates(self) -> list[Source]:
@@ -252,40 +282,15 @@ class Compiler:
         if problems:
             raise DataUnavailable(problems)
 
-    def _goal_kind(self, query: Query) -> str | None:
-        """'region' or 'salesman' goals when the query asks for a goal measure; checks it can be answered."""
+    def _goals(self, query: Query, periods: list[Period]) -> Goals | None:
+        """The plan and bases of the query's goal measures (None when it asks for none)."""
         if not GOAL_MEASURES & set(query.measures):
             return None
-        kind = "salesman" if "salesman" in query.dimensions else "region"
-        allowed = {"region": {"region"}, "salesman": {"salesman", "region"}}[kind]
-        if kind == "region" and any(f.member == "salesman" for f in query.filters):
-            kind, allowed = "salesman", {"salesman", "region"}
-        problems = []
-        extra = [d for d in query.dimensions if d != kind]
-        if extra:
-            problems.append(
-                Problem(
-                    "dimensions",
-                    f"the goal plan is by region or by salesman (one at a time); "
-                    f"{', '.join(map(repr, extra))} cannot be combined with a goal measure",
-                )
-            )
-        if query.grain in (Grain.DAY, Grain.WEEK):
-            problems.append(
-                Problem("time_dimension.grain", "goals are monthly: use month, quarter or year (or none)")
-            )
-        for f in query.filters:
-            if f.member not in MEASURES and f.member not in allowed:
-                problems.append(
-                    Problem(
-                        "filters",
-                        f"the goal plan has no {f.member!r}: filter goal measures by "
-                        f"{' or '.join(sorted(allowed))} only",
-                    )
-                )
-        if problems:
-            raise QueryError(problems)
-        return kind
+        plan = choose_goal_plan(query)
+        to_date = any("goal_to_date" in MEASURES[m].components for m in query.measures)
+        if self.goal_basis is None or not to_date:  # the whole months' goal needs no calendar
+            return Goals(plan, tuple(None for _ in periods))
+        return Goals(plan, tuple(self.goal_basis(p.range) for p in periods))
 
     # --- compiling against one source ---
 
@@ -293,19 +298,20 @@ class Compiler:
         self,
         query: Query,
         source: Source,
-        goal_kind: str | None,
+        periods: list[Period],
+        goals: Goals | None,
         unlimited: bool,
         labels: bool,
         params: Params,
     ) -> Compiled:
-        periods = self._periods(query)
         keys = ([TIME_OUTPUT] if query.grain else []) + list(query.dimensions)
         components = sorted({c for m in query.measures for c in MEASURES[m].components})
         ctes: list[str] = []
         sides = []
         for index, period in enumerate(periods):
             name = "cur" if index == 0 else "cmp"
-            body, uses_segments = self._period_sql(query, source, period, components, goal_kind, params)
+            plan_side = (goals.plan, goals.bases[index]) if goals else None
+            body, uses_segments = self._period_sql(query, source, period, components, plan_side, params)
             if uses_segments and SEGMENTS_CTE not in ctes:
                 ctes.append(SEGMENTS_CTE)
             ctes.append(f"{name} AS ({body})")
@@ -342,7 +348,7 @@ class Compiler:
         source: Source,
         period: Period,
         components: list[str],
-        goal_kind: str | None,
+        goals: tuple[GoalPlan, GoalBasis | None] | None,
         params: Params,
     ) -> tuple[str, bool]:
         resolver = Resolver(source, params, period)
@@ -358,22 +364,24 @@ class Compiler:
         conditions = self._range_conditions(resolver, period, params)
         for f in query.filters:
             if f.member in DIMENSIONS:
-                conditions.append(_filter_sql(resolver.render(DIMENSIONS[f.member].sql), f, params))
+                conditions.append(filter_sql(resolver.render(DIMENSIONS[f.member].sql), f, params))
         selected = [f"{sql} AS {_quote(name)}" for name, sql in keys]
-        fact_components = [c for c in components if c != "goal"]
+        fact_components = [c for c in components if c not in GOAL_COMPONENTS]
         merged = self._merged_fields(query, source.rollup)
         selected += [
             f"{self._component_sql(COMPONENTS[c], source.rollup, resolver, merged)} AS __{c}"
             for c in fact_components
         ]
+        if not selected:  # only goal measures and no split: the facts side is one row joined to the plan
+            selected = ["count(*) AS __lines"]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
         facts = f"SELECT {', '.join(selected)} {resolver.from_clause()}{where}{group}"
         uses_segments = "seg" in resolver.joins
-        if goal_kind is None:
+        if goals is None:
             return facts, uses_segments
-        goals = goal_sql(query, goal_kind, period, params)
-        return _full_join("f", facts, "g", goals, [name for name, _ in keys]), uses_segments
+        plan_sql = goal_sql(query, *goals, period, params)
+        return _full_join("f", facts, "g", plan_sql, [name for name, _ in keys]), uses_segments
 
     def _range_conditions(self, resolver: Resolver, period: Period, params: Params) -> list[str]:
         if period.range is None:
@@ -446,7 +454,7 @@ class Compiler:
 
     def _measure_filters(self, query: Query, params: Params) -> str:
         conditions = [
-            _filter_sql(f"result.{_quote(f.member)}", f, params) for f in query.filters if f.is_measure
+            filter_sql(f"result.{_quote(f.member)}", f, params) for f in query.filters if f.is_measure
         ]
         for f in query.filters:
             if f.is_measure and f.member not in query.measures:
@@ -463,15 +471,11 @@ class Compiler:
     def _labels(self, query: Query) -> tuple[str, str]:
         joins, columns = [], ""
         for name in query.dimensions:
-            dimension = DIMENSIONS[name]
-            if dimension.label is None:
+            if DIMENSIONS[name].label is None:
                 continue
-            label = FIELDS[dimension.label]
-            lookup = LOOKUPS[label.lookup or ""]
-            column = label.sql.split(".", 1)[1]
-            alias = f"l_{name}"
-            joins.append(f"LEFT JOIN {lookup.table} {alias} ON {alias}.{lookup.key} = q.{_quote(name)}")
-            columns += f", {alias}.{column} AS {_quote(dimension.label)}"
+            join, column = label_join(name, f"q.{_quote(name)}", f"l_{name}")
+            joins.append(join)
+            columns += f", {column}"
         return " ".join(joins), columns
 
     def _columns(self, query: Query, labels: bool) -> list[Column]:
@@ -539,29 +543,317 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))
 
 
-def goal_sql(query: Query, kind: str, period: Period, params: Params) -> str:
-    """The goal plan grouped like the facts: by region or salesman, and by time bucket."""
-    table = "region_goals" if kind == "region" else "salesman_goals"
-    member_sql = {"region": "g.region", "salesman": "g.salesman_id"}
-    join = ""
-    if kind == "salesman":
-        member_sql["region"] = "gs.region"  # a salesman's home region
-        join = " LEFT JOIN salesmen gs ON gs.salesman_id = g.salesman_id"
+# --- running periods: selling days, and the goal a period's revenue is measured against ---
+
+PATTERN_DAYS = 56
+"""Eight weeks of history decide which weekdays the business sells on."""
+
+SELLING_DAYS_RULE = (
+    "Selling days: a day up to now (the as-of day or end, at most the last day with data) is a selling day "
+    "when the business sold anything on it (all regions and products); a later day is one when its weekday "
+    "had sales on at least half of its days in the 8 weeks up to now."
+)
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_end(day: date) -> date:
+    return day.replace(day=monthrange(day.year, day.month)[1])
+
+
+def running_now(as_of: date | None, last_day: date | None) -> date:
+    """'Now' for a running period: the as-of day (default: the last day with data, else today), never later
+    than the last day with data, since later days have no data yet."""
+    day = as_of or last_day or date.today()
+    return min(day, last_day) if last_day else day
+
+
+@dataclass(frozen=True)
+class SellingCalendar:
+    """Which days the business sells on, as seen on ``now``: known days from the data, later ones from the
+    weekday pattern (so a report as of a past day says what it would have said then)."""
+
+    now: date
+    sale_days: frozenset[date]
+    weekdays: frozenset[int]
+    """Selling weekdays (0 = Monday) for days after ``now``."""
+
+    def is_selling(self, day: date) -> bool:
+        return day in self.sale_days if day <= self.now else day.weekday() in self.weekdays
+
+    def count(self, first: date, last: date) -> int:
+        """Selling days in [first, last] (0 when last is before first)."""
+        return sum(self.is_selling(first + timedelta(days=i)) for i in range((last - first).days + 1))
+
+    def elapsed(self, first: date, last: date) -> int:
+        """Selling days in [first, last] that have passed by ``now`` (a period "to date")."""
+        return self.count(first, min(last, self.now))
+
+
+def selling_weekdays(sale_days: frozenset[date], now: date) -> frozenset[int]:
+    """Weekdays with a sale on at least half of their days in the 8 weeks up to ``now`` (counting from the
+    first day with data when the history is shorter; every weekday when there is none)."""
+    if not sale_days:
+        return frozenset(range(7))
+    first = max(now - timedelta(days=PATTERN_DAYS - 1), min(sale_days))
+    window = [first + timedelta(days=i) for i in range((now - first).days + 1)]
+    days_of = {weekday: [d for d in window if d.weekday() == weekday] for weekday in range(7)}
+    return frozenset(
+        weekday for weekday, days in days_of.items() if 2 * sum(d in sale_days for d in days) >= len(days)
+    )
+
+
+class GoalBasis:
+    """How one period's revenue is measured against the goal plan, one rule for the query layer and the
+    reports: a month that the period or the data cuts short, the running month above all, counts its goal
+    pro-rated to the selling days its revenue covers; a month after now counts none (it can have no revenue
+    yet); every other month counts whole.
+
+    ``calendar`` reads the selling calendar from a day on; it is called only when a month is cut short.
+    """
+
+    def __init__(
+        self, period: tuple[date, date] | None, now: date, calendar: Callable[[date], SellingCalendar]
+    ) -> None:
+        self.start, self.end = period if period is not None else (None, None)
+        self.now = now
+        self._read_calendar = calendar
+        self._calendar: SellingCalendar | None = None
+
+    def covered(self, month: date) -> tuple[date, date]:
+        """The days of ``month`` the period's revenue covers: cut by its start, its end and now."""
+        last = month_end(month)
+        return max(month, self.start or month), min(last, self.end or last, self.now)
+
+    def is_whole(self, month: date) -> bool:
+        return self.covered(month) == (month, month_end(month))
+
+    def cut_months(self) -> list[date]:
+        """The months up to now's that are cut short: at most the first (by the start) and now's."""
+        now_month = month_start(self.now)
+        candidates = {month_start(self.start) if self.start else now_month, now_month}
+        return sorted(m for m in candidates if m <= now_month and not self.is_whole(m))
+
+    @property
+    def calendar(self) -> SellingCalendar:
+        if self._calendar is None:
+            self._calendar = self._read_calendar(min(self.cut_months(), default=month_start(self.now)))
+        return self._calendar
+
+    def selling_days(self, month: date) -> tuple[int, int]:
+        """Selling days of ``month`` covered, and in the whole month."""
+        first, last = self.covered(month)
+        return self.calendar.count(first, last), self.calendar.count(month, month_end(month))
+
+    def share(self, month: date) -> float:
+        """The share of the month's goal that counts."""
+        if self.is_whole(month):
+            return 1.0
+        covered, in_month = self.selling_days(month)
+        return covered / in_month if in_month else 0.0
+
+    def label(self, month: date) -> str:
+        if self.is_whole(month):
+            return "whole month"
+        covered, in_month = self.selling_days(month)
+        return f"pro-rated: {covered} of {in_month} selling days"
+
+    def share_sql(self, month: str, params: Params) -> str:
+        """SQL of the share of the goal of ``month`` (SQL of a month's first day) that counts."""
+        cases = [f"WHEN {month} > {params.add(month_start(self.now))} THEN 0.0"]
+        for cut in self.cut_months():
+            cases.append(f"WHEN {month} = {params.add(cut)} THEN {params.add(self.share(cut))}")
+        return f"CAST(CASE {' '.join(cases)} ELSE 1.0 END AS DOUBLE)"
+
+    def note(self) -> str:
+        cut = [f"{m:%Y-%m} ({self.label(m)})" for m in self.cut_months()]
+        counted = f"whole, except {', '.join(cut)}," if cut else "whole"
+        note = (
+            f"goal_to_date (and goal_attainment_pct, revenue / goal_to_date) counts each month's goal "
+            f"{counted} up to now ({self.now.isoformat()}: the end of the range, at most the last day with "
+            "data), and none of a later month's."
+        )
+        return f"{note} {SELLING_DAYS_RULE}" if cut else note
+
+
+# --- the goal plan ---
+
+
+def goal_dimension_sql(plan: GoalPlan, dimension: str) -> tuple[str, str | None] | None:
+    """``dimension`` as SQL over the plan's table ``g``, with the join it needs; None when the plan cannot be
+    split by it. A plan is split by its level, or by an attribute of the level's entity (a product's
+    category) or the field that stands for a dimension (a salesman's home region for region)."""
+    if dimension == plan.level:
+        return f"g.{plan.member}", None
+    entity = plan.entity
+    if entity is None:
+        return None
+    field_name = plan.judged_by.get(dimension)
+    sql = FIELDS[field_name].sql if field_name else dimension_on_entity(dimension, entity)
+    if sql is None:
+        return None
+    lookup = entity.table
+    return sql, f"LEFT JOIN {lookup.table} {lookup.alias} ON {lookup.alias}.{lookup.key} = g.{plan.member}"
+
+
+def goal_dimensions(plan: GoalPlan) -> list[str]:
+    """The public dimensions the plan can be split and filtered by."""
+    return [name for name in PUBLIC_DIMENSIONS if goal_dimension_sql(plan, name) is not None]
+
+
+def choose_goal_plan(query: Query) -> GoalPlan:
+    """The plan a query's goal measures come from: one that every dimension the query splits or filters by
+    can be read from, preferably the plan of one of them (by category: the category plan, not the product
+    plan summed by category), else the first (a total compares with the region plan). QueryError when none
+    can answer, or the grain is finer than the plan's months."""
+    named = list(dict.fromkeys([*query.dimensions, *(f.member for f in query.filters if not f.is_measure)]))
+    fitting = [p for p in GOAL_PLANS.values() if all(goal_dimension_sql(p, d) for d in named)]
+    plan = next((p for p in fitting if p.level in named), fitting[0] if fitting else None)
+    problems = [] if plan is not None else _no_goal_plan(query, named)
+    if query.grain in (Grain.DAY, Grain.WEEK):
+        problems.append(
+            Problem("time_dimension.grain", "goals are monthly: use month, quarter or year (or none)")
+        )
+    if problems:
+        raise QueryError(problems)
+    assert plan is not None
+    return plan
+
+
+def _no_goal_plan(query: Query, named: list[str]) -> list[Problem]:
+    """Why no plan answers, told from the plan the query most likely means: that of a dimension it names."""
+    meant = next((GOAL_PLANS[d] for d in named if d in GOAL_PLANS), next(iter(GOAL_PLANS.values())))
+    allowed = goal_dimensions(meant)
+    readable = " or ".join(map(repr, allowed))
+    problems = []
+    extra = [d for d in query.dimensions if d not in allowed]
+    if extra:
+        problems.append(
+            Problem(
+                "dimensions",
+                f"the goal plan is by {', '.join(GOAL_PLANS)} (one plan at a time); goals by "
+                f"{meant.level} can be split by {readable} only: {', '.join(map(repr, extra))} cannot be "
+                "combined with a goal measure",
+            )
+        )
+    for f in query.filters:
+        if not f.is_measure and f.member not in allowed:
+            problems.append(
+                Problem(
+                    "filters",
+                    f"the goal plan by {meant.level} has no {f.member!r}: filter goal measures by "
+                    f"{readable} only",
+                )
+            )
+    return problems
+
+
+def goal_sql(query: Query, plan: GoalPlan, basis: GoalBasis | None, period: Period, params: Params) -> str:
+    """The plan's targets grouped like the facts (by time bucket and the query's dimensions), whole and to
+    date (pro-rated by ``basis``)."""
+    joins: dict[str, None] = {}
+
+    def member(dimension: str) -> str:
+        resolved = goal_dimension_sql(plan, dimension)
+        assert resolved is not None, "choose_goal_plan checked every dimension"
+        sql, join = resolved
+        if join:
+            joins[join] = None
+        return sql
+
     keys = []
     if query.grain:
         month = period.shift.apply("g.month", params)
         keys.append((TIME_OUTPUT, f"CAST(date_trunc({GRAIN_SQL[query.grain]}, {month}) AS DATE)"))
-    keys += [(d, member_sql[d]) for d in query.dimensions]
-    conditions = [
-        _filter_sql(member_sql[f.member], f, params) for f in query.filters if f.member in member_sql
-    ]
+    keys += [(d, member(d)) for d in query.dimensions]
+    conditions = [filter_sql(member(f.member), f, params) for f in query.filters if not f.is_measure]
     if period.range is not None:
         start, end = (d.replace(day=1) for d in period.range)
         conditions.append(f"g.month BETWEEN {params.add(start)} AND {params.add(end)}")
-    selected = [f"{sql} AS {_quote(name)}" for name, sql in keys] + ["sum(g.revenue_target) AS __goal"]
+    share = basis.share_sql("g.month", params) if basis is not None else "1.0"
+    selected = [f"{sql} AS {_quote(name)}" for name, sql in keys]
+    selected += ["sum(g.revenue_target) AS __goal", f"sum(g.revenue_target * {share}) AS __goal_to_date"]
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
-    return f"SELECT {', '.join(selected)} FROM {table} g{join}{where}{group}"
+    return f"SELECT {', '.join(selected)} FROM {plan.table} g {' '.join(joins)}{where}{group}"
+
+
+def goal_notes(query: Query, periods: list[Period], goals: Goals | None) -> list[str]:
+    """Which plan answered, and each period's basis of the goal to date."""
+    if goals is None:
+        return []
+    notes = [f"Goals from the goal plan by {goals.plan.level} ({goals.plan.table})."]
+    sides = ("", "Comparison period: ") if len(periods) > 1 else ("",)
+    for prefix, basis in zip(sides, goals.bases, strict=True):
+        if basis is not None:
+            notes.append(prefix + basis.note())
+    return notes
+
+
+def label_join(dimension: str, key: str, alias: str, output: str | None = None) -> tuple[str, str]:
+    """The join that puts a dimension's label (a name beside an id) beside ``key``, and the label column.
+
+    Joined after aggregation, to the rows listed only: ``key`` is an SQL expression of the result holding
+    the dimension's value; ``output`` names the label column (default: the label field's name).
+    """
+    label_field = DIMENSIONS[dimension].label
+    assert label_field is not None, f"{dimension} has no label"
+    label = FIELDS[label_field]
+    lookup = LOOKUPS[label.lookup or ""]
+    column = label.sql.split(".", 1)[1]
+    join = f"LEFT JOIN {lookup.table} {alias} ON {alias}.{lookup.key} = {key}"
+    return join, f"{alias}.{column} AS {_quote(output or label_field)}"
+
+
+# --- entities: a dimension table listed in its own right (see semantic.ENTITIES) ---
+
+
+def entity_sql(entity: Entity, conditions: Sequence[str] = ()) -> str:
+    """Every member of ``entity`` with its attributes, under ``conditions`` (SQL over the lookup's alias)."""
+    lookup = entity.table
+    columns = [f"{lookup.alias}.{lookup.key} AS {_quote(entity.dimension)}"]
+    columns += [f"{FIELDS[name].sql} AS {_quote(output)}" for output, name in entity.attributes.items()]
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT {', '.join(columns)} FROM {lookup.table} {lookup.alias}{where}"
+
+
+def dimension_on_entity(dimension: str, entity: Entity) -> str | None:
+    """The dimension as SQL over the entity's own table, when every field it needs is there (the product's
+    category on the products table); None when it needs the order lines (a product's region)."""
+    lookup = entity.table
+
+    def field_sql(name: str) -> str:
+        if name == lookup.key:
+            return f"{lookup.alias}.{lookup.key}"
+        spec = FIELDS.get(name)
+        if spec is None or spec.lookup != entity.lookup:
+            raise Unresolvable(name)
+        return spec.sql
+
+    try:
+        return PLACEHOLDER.sub(lambda match: field_sql(match.group(1)), DIMENSIONS[dimension].sql)
+    except Unresolvable:
+        return None
+
+
+def lookup_members_sql(dimension: str) -> str | None:
+    """SQL listing the members of a dimension that is one field of a dimension table (or its key), read from
+    that table: small, and complete (members without sales count too). None for the others, which the query
+    layer lists from the sales."""
+    field_name = DIMENSIONS[dimension].plain_field
+    if field_name is None:
+        return None
+    for lookup in LOOKUPS.values():
+        if lookup.key == field_name and lookup.alias != "seg":
+            return f"SELECT {lookup.key} AS member FROM {lookup.table}"
+    spec = FIELDS[field_name]
+    if spec.lookup is None or spec.lookup == "seg":  # the segments are a computed relation, not a table
+        return None
+    lookup = LOOKUPS[spec.lookup]
+    source = f"{lookup.table} {lookup.alias}"
+    return f"SELECT DISTINCT {spec.sql} AS member FROM {source} WHERE {spec.sql} IS NOT NULL"
 
 
 def _full_join(left: str, left_sql: str, right: str, right_sql: str, keys: list[str]) -> str:
@@ -583,7 +875,7 @@ def _measure_sql(name: str, side: str) -> str:
     return PLACEHOLDER.sub(component, MEASURES[name].sql)
 
 
-def _filter_sql(expression: str, f: Any, params: Params) -> str:
+def filter_sql(expression: str, f: Any, params: Params) -> str:
     operator, values = f.operator, f.values
     if operator is Operator.EQUALS:
         return f"{expression} = {params.add(values[0])}"
@@ -620,4 +912,14 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-__all__ = ["Compiled", "Compiler", "Params", "WarehouseState"]
+__all__ = [
+    "Compiled",
+    "Compiler",
+    "Params",
+    "WarehouseState",
+    "dimension_on_entity",
+    "entity_sql",
+    "filter_sql",
+    "label_join",
+    "lookup_members_sql",
+]

@@ -14,23 +14,38 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from salespulse.analytics import rollups
-from salespulse.analytics.compiler import Compiled, Compiler, Params, WarehouseState
-from salespulse.analytics.errors import BatchRejected, Problem
+from salespulse.analytics.compiler import (
+    PATTERN_DAYS,
+    Compiled,
+    Compiler,
+    GoalBasis,
+    Params,
+    SellingCalendar,
+    WarehouseState,
+    lookup_members_sql,
+    running_now,
+    selling_weekdays,
+)
+from salespulse.analytics.errors import BatchRejected, Problem, UnknownMember
 from salespulse.analytics.ingest import SalesBatch, customers_table, lines_table, products_table
-from salespulse.analytics.query import INTERNAL, Query
-from salespulse.warehouse.load import Known, upsert_sales
+from salespulse.analytics.query import INTERNAL, TIME_OUTPUT, Query
+from salespulse.analytics.semantic import DIMENSIONS, Operator
+from salespulse.warehouse.load import Known, complete_line_geography, upsert_sales
+from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS
 from salespulse.warehouse.store import transaction
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +86,21 @@ class _Pending:
         self.error: BaseException | None = None
 
 
+def _any_line_without_geography(lines: pa.Table) -> bool:
+    silent = pc.is_null(lines.column(LINE_GEOGRAPHY_COLUMNS[0]))
+    for column in LINE_GEOGRAPHY_COLUMNS[1:]:
+        silent = pc.and_(silent, pc.is_null(lines.column(column)))
+    return pc.any(silent).as_py() is True
+
+
 def _concat(tables: list[pa.Table | None]) -> pa.Table | None:
     present = [t for t in tables if t is not None]
     return pa.concat_tables(present, promote_options="permissive") if present else None
 
 
 class AnalyticsEngine:
-    """Queries, reports and real-time ingest over one warehouse connection.
+    """Queries and real-time ingest over one warehouse connection (the named reports and GET /meta are built
+    on it, in reports/ and meta.py; the engine knows nothing of them).
 
     ``con`` must be writable: the engine keeps its rollup tables in the warehouse. With ``use_rollups``
     false every query reads the order lines (the rollups are still maintained); tests use it to check that
@@ -109,6 +132,10 @@ class AnalyticsEngine:
         self._housekeeper: threading.Thread | None = None
         self._stop_housekeeping = threading.Event()
         self.state = WarehouseState()
+        self._members: dict[str, tuple[WarehouseState, frozenset[Any]]] = {}
+        # What the last day with data and the selling calendars are, until the next ingest or rebuild.
+        self._last_day: tuple[WarehouseState, date | None] | None = None
+        self._calendars: tuple[WarehouseState, dict[tuple[date, date], SellingCalendar]] | None = None
         self._fingerprint = rollups.Fingerprint(0, 0)
         self.refresh()
 
@@ -161,6 +188,14 @@ class AnalyticsEngine:
             self.state = self._read_state(con, uniform)
         return stale
 
+    def write_exclusively(self, write: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """A bulk write (a file import) on the engine's connection, with ingest held off while it runs; then
+        the rollups are brought up to date, so the next report includes what it wrote."""
+        with self._write_lock, self.cursor() as con:
+            result = write(con)
+        self.refresh()
+        return result
+
     def _read_state(self, con: duckdb.DuckDBPyConnection, uniform: frozenset[str]) -> WarehouseState:
         *flags, first, last = con.execute(DATA_FLAGS_SQL).fetchall()[0]
         return WarehouseState(
@@ -182,15 +217,22 @@ class AnalyticsEngine:
         use_rollups: bool | None = None,
     ) -> Compiled:
         rollups_on = self.use_rollups if use_rollups is None else use_rollups
-        compiler = Compiler(self.state, use_rollups=rollups_on)
+        compiler = Compiler(self.state, use_rollups=rollups_on, goal_basis=self.goal_basis)
         return compiler.compile(query, unlimited=unlimited, labels=labels, params=params)
 
     def run_query(
         self, query: Query | dict[str, Any], *, use_rollups: bool | None = None, raw_json: bool = False
     ) -> dict[str, Any]:
-        """The answer as columns and rows; with ``raw_json`` the rows are one RawJSON text (for HTTP)."""
+        """The answer as columns and rows; with ``raw_json`` the rows are one RawJSON text (for HTTP).
+
+        A filter value the warehouse does not have is refused (UnknownMember), like a report's."""
         if not isinstance(query, Query):
             query = Query.model_validate(query)
+        self.check_members(
+            (f"filters[{i}].values", f.member, f.values)
+            for i, f in enumerate(query.filters)
+            if f.operator in (Operator.EQUALS, Operator.IN) and not f.is_measure
+        )
         compiled = self.compile(query, use_rollups=use_rollups)
         started = time.perf_counter()
         rows = (self.fetch_json if raw_json else self.fetch)(compiled.sql, compiled.params)
@@ -198,6 +240,7 @@ class AnalyticsEngine:
             "columns": [{"name": c.name, "format": c.format} for c in compiled.columns],
             "rows": rows,
             "source": compiled.source,
+            "notes": list(compiled.notes),
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
         }
 
@@ -218,25 +261,82 @@ class AnalyticsEngine:
         return RawJSON("[" + ",".join(row[0] for row in rows) + "]")
 
     def last_day(self) -> date | None:
-        """The last day with a sale (exact, unlike the conservative bounds)."""
-        compiled = self.compile(Query(measures=["last_sale"]))
-        rows = self.fetch(compiled.sql, compiled.params)
-        value = rows[0]["last_sale"] if rows else None
-        return date.fromisoformat(value) if value else None
+        """The last day with a sale (exact, unlike the conservative bounds); kept until the next ingest."""
+        state = self.state
+        if self._last_day is None or self._last_day[0] is not state:
+            compiled = self.compile(Query(measures=["last_sale"]))
+            rows = self.fetch(compiled.sql, compiled.params)
+            value = rows[0]["last_sale"] if rows else None
+            self._last_day = (state, date.fromisoformat(value) if value else None)
+        return self._last_day[1]
 
-    def run_report(self, name: str, params: Any = None, *, raw_json: bool = False) -> dict[str, Any]:
-        """A named report; with ``raw_json`` a plain report's rows may come as one RawJSON text (for HTTP)."""
-        from salespulse.analytics.reports import run_report
+    # --- running periods (compiler.SELLING_DAYS_RULE) ---
 
-        started = time.perf_counter()
-        result = run_report(self, name, params or {}, raw_json=raw_json)
-        result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return result
+    def selling_calendar(self, since: date, now: date) -> SellingCalendar:
+        """The business's selling days from ``since`` on, as seen on ``now``; kept until the next ingest."""
+        first = min(since, now - timedelta(days=PATTERN_DAYS - 1))
+        state = self.state
+        if self._calendars is None or self._calendars[0] is not state:
+            self._calendars = (state, {})
+        calendars = self._calendars[1]
+        if (first, now) not in calendars:
+            # The whole business decides which days it sells on: no filter applies.
+            query = self.internal_query(
+                measures=["lines"], time_dimension={"grain": "day", "date_range": [first, now]}
+            )
+            compiled = self.compile(query, unlimited=True, labels=False)
+            rows = self.fetch(compiled.sql, compiled.params)
+            days = frozenset(date.fromisoformat(row[TIME_OUTPUT]) for row in rows)
+            calendars[(first, now)] = SellingCalendar(now, days, selling_weekdays(days, now))
+        return calendars[(first, now)]
 
-    def meta(self) -> dict[str, Any]:
-        from salespulse.analytics.meta import describe
+    def goal_basis(self, period: tuple[date, date] | None) -> GoalBasis:
+        """What the goal of each month of ``period`` (None: all time) counts for its revenue: "now" is the
+        period's end, at most the last day with data."""
+        now = running_now(period[1] if period else None, self.last_day())
+        return GoalBasis(period, now, lambda since: self.selling_calendar(since, now))
 
-        return describe(self.state)
+    def members(self, dimension: str) -> frozenset[Any]:
+        """The values ``dimension`` takes in the warehouse: a closed list when declared, else read from its
+        dimension table, else from the sales through the query layer (a rollup answers). Kept until the
+        warehouse state changes (every ingest and rebuild makes a new one), so a batch's new members count
+        from the next request on."""
+        declared = DIMENSIONS[dimension].values
+        if declared is not None:
+            return frozenset(declared)
+        state = self.state
+        cached = self._members.get(dimension)
+        if cached is not None and cached[0] is state:
+            return cached[1]
+        sql, params = lookup_members_sql(dimension), []
+        if sql is None:
+            query = self.internal_query(measures=["lines"], dimensions=[dimension])
+            compiled = self.compile(query, unlimited=True, labels=False)
+            sql = f'SELECT "{dimension}" AS member FROM ({compiled.sql}) WHERE member IS NOT NULL'
+            params = compiled.params
+        with self.cursor() as con:
+            found = frozenset(row[0] for row in con.execute(sql, params).fetchall())
+        self._members[dimension] = (state, found)
+        return found
+
+    def check_members(self, wanted: Iterable[tuple[str, str, list[Any]]]) -> None:
+        """Refuse (UnknownMember: 422, naming where) member values the warehouse does not have: a filter on
+        region 'Atlantis' would otherwise answer nothing, as if nothing had sold. ``wanted`` lists where the
+        values were given, the dimension and the values."""
+        problems = []
+        for where, dimension, values in wanted:
+            known = self._known_values(dimension)
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                problems.append(Problem(where, unknown_member_message(dimension, unknown, known)))
+        if problems:
+            raise UnknownMember(problems)
+
+    def _known_values(self, dimension: str) -> frozenset[Any]:
+        cycle = DIMENSIONS[dimension].cycle
+        if cycle is not None:  # a month of year with no sales is still a month: any value of the cycle is
+            return frozenset(range(cycle[0], cycle[1] + 1))
+        return self.members(dimension)
 
     # --- writing ---
 
@@ -336,12 +436,12 @@ class AnalyticsEngine:
         customers = _concat([b.customers for b in batches])
         products = _concat([b.products for b in batches])
         with self.cursor() as con:
-            relations = {rollups.BATCH: lines}
-            if customers is not None:
-                relations["analytics_customers"] = customers
-            with rollups.registered(con, **relations):
-                described_customers = "analytics_customers" if customers is not None else None
-                before = rollups.snapshot(con, lines, described_customers, self._lookups)
+            # A line that says nowhere it went takes the stored customer's address now, so that the batch
+            # the rollups see is the lines as stored.
+            if _any_line_without_geography(lines):  # checked in Arrow: most batches pay no statement
+                lines = complete_line_geography(con, lines)
+            with rollups.registered(con, **{rollups.BATCH: lines}):
+                before = rollups.snapshot(con, lines, self._lookups)
                 # Widened before the commit: a query routed while the batch commits must never believe a
                 # month rollup is exact for days it has not seen.
                 self._widen(lines)
@@ -519,6 +619,21 @@ class AnalyticsEngine:
             flag for flag, column in columns.items() if lines.column(column).null_count < lines.num_rows
         }
         self.state = replace(self.state, bounds=(first, last), flags=frozenset(flags))
+
+
+LISTED_MEMBERS = 25
+"""An unknown member's message lists the valid values up to this many, else counts them."""
+
+
+def unknown_member_message(dimension: str, unknown: list[Any], known: frozenset[Any]) -> str:
+    listed = sorted(map(str, known))
+    if len(listed) <= LISTED_MEMBERS:
+        valid = (
+            f"the {dimension} values are: {', '.join(listed)}" if listed else f"the data has no {dimension}"
+        )
+    else:
+        valid = f"the data has {len(listed):,} {dimension} values, e.g. {', '.join(listed[:5])}"
+    return f"no {dimension} {', '.join(map(repr, unknown))} in the data; {valid}"
 
 
 class RawJSON(str):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from salespulse.analytics.compiler import Compiler, WarehouseState
+from salespulse.analytics.compiler import Compiler, WarehouseState, goal_dimensions
 from salespulse.analytics.query import INTERNAL, LIMITS, TIME_OUTPUT, Query
+from salespulse.analytics.reports import REGISTRY, Report, ReportContext, params_model
 from salespulse.analytics.semantic import (
     DATA_FLAG_MESSAGES,
+    DIMENSIONS,
+    GOAL_PLANS,
     MEASURES,
     META_NOTES,
     PUBLIC_DIMENSIONS,
@@ -17,9 +20,6 @@ from salespulse.analytics.semantic import (
     Operator,
 )
 
-if TYPE_CHECKING:
-    from salespulse.analytics.reports import Report
-
 EXAMPLE_VALUES: dict[str, Any] = {
     "currency": 125_430.5,
     "number": 1.25,
@@ -28,29 +28,18 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "date": "2025-06-01",
     "text": "…",
     "boolean": True,
-    "region": "West",
-    "state": "CA",
-    "city": "San Francisco",
-    "zip": "94105",
-    "category": "Technology",
-    "subcategory": "Phones",
-    "product": "P-00001",
+    # Each dimension's declared example, then the columns of reports that are no dimension.
+    **{name: d.example for name, d in DIMENSIONS.items() if d.example is not None},
+    "goal_basis": "pro-rated: 12 of 27 selling days",
     "product_name": "Phones Pro 501",
-    "customer": "C-0000042",
     "customer_name": "Mary Smith",
-    "salesman": "S-0003",
     "salesman_name": "James Brown",
-    "distributor": "D-0001",
     "distributor_name": "Fresno Wholesale",
-    "channel": "direct",
-    "customer_segment": "Champions",
-    "customer_type": "new",
     "segment": "Champions",
     "class": "A",
     "idle": "60+ days",
-    "month_of_year": 12,
-    "day_of_week": 1,
-    "hour_of_day": 10,
+    "latitude": 37.79,
+    "longitude": -122.4,
     TIME_OUTPUT: "2025-06-01",
 }
 
@@ -62,8 +51,7 @@ def _unavailable(needs: tuple[str, ...] | str | None, state: WarehouseState) -> 
 
 
 def describe(state: WarehouseState) -> dict[str, Any]:
-    from salespulse.analytics.reports import REGISTRY
-
+    """Everything that can be asked of the warehouse in ``state`` (the engine's): GET /meta."""
     return {
         "measures": [
             {
@@ -80,6 +68,8 @@ def describe(state: WarehouseState) -> dict[str, Any]:
                 "type": d.type,
                 "description": d.description,
                 "label": d.label,
+                "members": list(d.values) if d.values else None,
+                "report_filter": d.filter,
                 "unavailable": _unavailable(d.needs, state),
             }
             for d in PUBLIC_DIMENSIONS.values()
@@ -93,6 +83,11 @@ def describe(state: WarehouseState) -> dict[str, Any]:
             "max_members": LIMITS.max_members,
         },
         "customer_segments": [{"segment": n, "rule": r, "meaning": m} for n, r, m in RFM_SEGMENT_RULES],
+        # Goal measures come from one plan at a time: the dimensions each can be split and filtered by.
+        "goal_plans": [
+            {"level": plan.level, "table": plan.table, "dimensions": goal_dimensions(plan)}
+            for plan in GOAL_PLANS.values()
+        ],
         "data": {
             "first_day": state.bounds[0].isoformat() if state.bounds else None,
             "last_day": state.bounds[1].isoformat() if state.bounds else None,
@@ -126,8 +121,6 @@ def describe_report(report: Report) -> dict[str, Any]:
 def report_columns(report: Report) -> dict[str, str]:
     """The output columns of a report and their formats, without data (for documentation): a preset's come
     from compiling its query with the default parameters, the others' are declared."""
-    from salespulse.analytics.reports import ReportContext, params_model
-
     if report.template is None:
         return dict(report.columns)
     spec = report.template(ReportContext(None, report, params_model(report)()))  # type: ignore[arg-type]

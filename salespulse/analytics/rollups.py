@@ -9,8 +9,9 @@ them exact on ingest takes three paths:
   update);
 * **replaced lines that changed** make their rollup rows (under the old and the new values) be recomputed
   from the order lines; replacing a line with an identical one changes nothing;
-* **a customer whose region, state, city or zip changed** moves all his lines between rows: the rollups are
-  rebuilt (rare, and still inside the transaction).
+* **a known product whose category or subcategory changed** moves all its lines between rows: the rollups are
+  rebuilt (rare, and still inside the transaction). A customer who moves does not: the geography of a sale
+  is the line's ship-to, which stays where the line went.
 
 A fingerprint of the order lines (count and hash sum, updated per batch by difference) is kept beside the
 rollups, and at start-up the customers' fields in the rollups are compared with the customers table, so a
@@ -33,7 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from salespulse.analytics.compiler import BASE, Params, Period, Resolver, Source, lines_source
-from salespulse.analytics.semantic import COMPONENTS, FIELDS, ORDER_UNIFORM_FIELDS, ROLLUPS, Rollup
+from salespulse.analytics.semantic import (
+    COMPONENTS,
+    FIELDS,
+    GEOGRAPHY_FIELDS,
+    ORDER_UNIFORM_FIELDS,
+    ROLLUPS,
+    Rollup,
+)
 from salespulse.warehouse.schema import ORDER_LINES
 
 ROLLUP_BY_NAME = {r.name: r for r in ROLLUPS}
@@ -41,9 +49,10 @@ ROLLUP_BY_NAME = {r.name: r for r in ROLLUPS}
 STATE_TABLE = "agg_state"
 LINE_HASH = (
     "hash(o.order_id, o.line, o.ordered_at, o.customer_id, o.product_id, o.salesman_id, o.distributor_id, "
-    "o.channel, o.quantity, o.revenue, o.profit)"
+    "o.channel, o.quantity, o.revenue, o.profit, "
+    + ", ".join(FIELDS[name].sql for name in GEOGRAPHY_FIELDS)
+    + ")"
 )
-CUSTOMER_ATTRIBUTES = ("region", "state", "city", "zip")
 
 # Names under which a batch is visible to the maintenance SQL (registered on the ingest cursor only).
 BATCH = "analytics_batch"
@@ -135,15 +144,16 @@ def uniform_fields(con: duckdb.DuckDBPyConnection, relation: str = "order_lines"
 
 def uniform_in(lines: pa.Table) -> frozenset[str]:
     """uniform_fields for the lines of a few orders (all their lines), computed in Arrow: no query."""
-    lines = lines.append_column("day", pc.cast(lines.column("ordered_at"), pa.date32()))
+    lines = lines.append_column("__day", pc.cast(lines.column("ordered_at"), pa.date32()))
+    columns = {f: "__day" if f == "day" else FIELDS[f].column for f in ORDER_UNIFORM_FIELDS}
     every = pc.CountOptions(mode="all")  # NULL counts as a value, like the '' the rollups store for it
     counts = lines.group_by("order_id").aggregate(
-        [(f, "count_distinct", every) for f in ORDER_UNIFORM_FIELDS]
+        [(columns[f], "count_distinct", every) for f in ORDER_UNIFORM_FIELDS]
     )
     return frozenset(
         f
         for f in ORDER_UNIFORM_FIELDS
-        if counts.num_rows == 0 or pc.max(counts[f"{f}_count_distinct"]).as_py() <= 1
+        if counts.num_rows == 0 or pc.max(counts[f"{columns[f]}_count_distinct"]).as_py() <= 1
     )
 
 
@@ -168,14 +178,19 @@ def rollups_exist(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def customers_agree(con: duckdb.DuckDBPyConnection) -> bool:
-    """Do the rollups hold each customer's current fields? (agg_month_customer and agg_customer have them.)"""
+    """Do the rollups hold each customer's current fields (his first purchase)? The rollups keyed by
+    customer store them; a customer's address is not among them (the sale's geography is the line's)."""
     checks = []
-    for table in ("agg_customer", "agg_month_customer"):
-        stored = [f for f in sorted(CUSTOMER_LOOKUP_FIELDS) if f in ROLLUP_BY_NAME[table].fields]
-        differs = " OR ".join(f"a.{f} <> coalesce(c.{f}, {FIELDS[f].null_code})" for f in stored)
+    for rollup in ROLLUPS:
+        stored = [f for f in sorted(CUSTOMER_LOOKUP_FIELDS) if f in rollup.fields]
+        if "customer_id" not in rollup.fields or not stored:
+            continue
+        differs = " OR ".join(f"a.{f} <> coalesce({FIELDS[f].sql}, {FIELDS[f].null_code})" for f in stored)
         checks.append(
-            f"(SELECT count(*) FROM {table} a JOIN customers c USING (customer_id) WHERE {differs})"
+            f"(SELECT count(*) FROM {rollup.name} a JOIN customers c USING (customer_id) WHERE {differs})"
         )
+    if not checks:
+        return True
     (count,) = con.execute(f"SELECT {' + '.join(checks)}").fetchall()[0]
     return count == 0
 
@@ -201,12 +216,13 @@ PAIRS = "agg_pairs"
 ALL_TABLES = (*(r.name for r in ROLLUPS), PAIRS)
 
 
-def pairs_select(lines: str, region: str = "o.region") -> str:
+def pairs_select(lines: str) -> str:
     """Orders containing both products of each (region, product, with_product) pair, product < with_product.
 
-    ``lines`` (aliased ``o``) has order_id and product_id, and ``region`` is the region SQL over it. Used
-    only while every order has one customer (see semantic.ORDER_UNIFORM_FIELDS), so a pair has one region.
+    ``lines`` (aliased ``o``) are order lines. Used only while every order ships to one region (see
+    semantic.ORDER_UNIFORM_FIELDS), so a pair has one region.
     """
+    region = FIELDS["region"].sql
     return f"""
         WITH b AS (SELECT DISTINCT o.order_id, o.product_id, coalesce({region}, '') AS region FROM {lines})
         SELECT x.region, x.product_id, y.product_id AS with_product, count(*) AS orders
@@ -216,8 +232,7 @@ def pairs_select(lines: str, region: str = "o.region") -> str:
 
 
 def build_pairs(con: duckdb.DuckDBPyConnection) -> None:
-    lines = "order_lines o LEFT JOIN customers c ON c.customer_id = o.customer_id"
-    con.execute(f"CREATE OR REPLACE TABLE {PAIRS} AS {pairs_select(lines, 'c.region')}")
+    con.execute(f"CREATE OR REPLACE TABLE {PAIRS} AS {pairs_select('order_lines o')}")
 
 
 def _add_pairs(con: duckdb.DuckDBPyConnection, before: pa.Table, after: pa.Table) -> int:
@@ -401,17 +416,13 @@ class BatchSnapshot:
     prior_orders: pa.Table
     """The stored lines of the batch's orders that the batch leaves as they are."""
     old_line_hash: int
-    attributes_change: bool
-    """The batch gives a known customer another region, state, city or zip."""
     first_purchase_movers: frozenset[str]
     """Customers whose first purchase the batch's lines move (see first_purchase_movers)."""
 
 
-def snapshot(
-    con: duckdb.DuckDBPyConnection, lines: pa.Table, customers: str | None, cache: Lookups
-) -> BatchSnapshot:
-    """Read what the warehouse holds for the orders of ``BATCH`` (``lines``, and its customers) before the
-    write."""
+def snapshot(con: duckdb.DuckDBPyConnection, lines: pa.Table, cache: Lookups) -> BatchSnapshot:
+    """Read what the warehouse holds for the orders of ``BATCH`` (``lines``) before the write. A customer's
+    new address is not asked about: his lines keep their ship-to, so no rollup row moves with him."""
     differs = " OR ".join(
         f"o.{c} IS DISTINCT FROM b.{c}" for c in ORDER_LINES.column_names if c not in ORDER_LINES.key
     )
@@ -424,30 +435,14 @@ def snapshot(
     keys = zip(replaced.column("order_id").to_pylist(), replaced.column("line").to_pylist(), strict=True)
     extra = ["__replaced", "__hash", "__changed"]
     changed = replaced.filter(replaced.column("__changed")).drop_columns(extra)
-    attributes_change = False
-    if customers is not None:
-        provided = [a for a in CUSTOMER_ATTRIBUTES if a in _columns(con, customers)]
-        if provided:
-            # The write keeps a stored value where the batch has none (coalesce), so only a non-null value
-            # that differs changes a customer.
-            moved = " OR ".join(f"(b.{a} IS NOT NULL AND b.{a} IS DISTINCT FROM c.{a})" for a in provided)
-            (count,) = con.execute(
-                f"SELECT count(*) FROM customers c JOIN {customers} b USING (customer_id) WHERE {moved}"
-            ).fetchall()[0]
-            attributes_change = count > 0
     return BatchSnapshot(
         frozenset(keys),
         changed,
         stored.drop_columns(extra),
         stored.filter(pc.invert(stored.column("__replaced"))).drop_columns(extra),
         sum(replaced.column("__hash").to_pylist()),
-        attributes_change,
         frozenset(first_purchase_movers(cache.customers, lines)),
     )
-
-
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
 
 
 @dataclass(frozen=True)
@@ -477,7 +472,7 @@ def maintain(
     """
     moved, first_moved = _refresh_customers(con, before, cache.customers, described["customers"])
     products_moved, products_touched = _refresh_products(con, lines, cache.products, described["products"])
-    rebuild = before.attributes_change or moved or products_moved
+    rebuild = moved or products_moved
     keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
     new_lines = lines.filter(pa.array([key not in before.stored_keys for key in keys]))
     prior_orders = before.prior_orders
@@ -493,7 +488,7 @@ def maintain(
                     _recompute_changed(con, rollup)
             if first_moved:
                 _recompute_customers(con, first_moved)
-        appended[PAIRS] = _add_pairs(con, cache.enrich(before.orders_before), cache.enrich(whole_orders))
+        appended[PAIRS] = _add_pairs(con, before.orders_before, whole_orders)
     uniform = uniform & uniform_in(whole_orders)
     # The batch holds its lines exactly as stored (same values, same types), so it hashes like them.
     (new_hash,) = con.execute(f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM {BATCH} o").fetchall()[0]
@@ -534,8 +529,9 @@ def _refresh_customers(
 ) -> tuple[bool, list[str]]:  # fmt: skip
     """Re-read the customers the write may have changed.
 
-    Returns whether a customer with sales got another region, state, city or zip (the rollups are then
-    rebuilt), and the customers with sales whose first purchase alone moved (their rows are recomputed).
+    Returns whether a customer with sales got another stored field than his first purchase (the rollups are
+    then rebuilt; none is stored today, his address being no part of a sale's geography), and the customers
+    with sales whose first purchase alone moved (their rows are recomputed).
     New customers and described ones are read; so are those whose first purchase may have moved: a line
     earlier than the first purchase the cache knows, or a replaced line (it may have been the first).
     """

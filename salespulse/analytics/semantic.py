@@ -16,9 +16,11 @@ Three levels:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
+
+from salespulse.warehouse.schema import GOAL_TABLES
 
 
 class Grain(StrEnum):
@@ -77,15 +79,25 @@ LOOKUPS: dict[str, Lookup] = {
 class Field:
     name: str
     sql: str
-    """The column in the base join, e.g. ``o.revenue`` or ``c.region``."""
+    """The column in the base join, e.g. ``o.revenue``, ``o.ship_region`` or ``c.customer_name``."""
     lookup: str | None = None
     """Alias of the lookup that provides the field; None when it is on the order line."""
     null_code: str = "''"
     """What a rollup stores for NULL in a key (so rows are found by plain equality): '' for text."""
 
+    @property
+    def column(self) -> str:
+        """The column of its table (``ship_region`` for the field ``region``)."""
+        return self.sql.split(".", 1)[1]
+
 
 def _line(*names: str) -> dict[str, Field]:
     return {n: Field(n, f"o.{n}") for n in names}
+
+
+def _ship_to(*parts: str) -> dict[str, Field]:
+    """Geography of the sale: where the line shipped, which an order line carries itself (``ship_<part>``)."""
+    return {part: Field(part, f"o.ship_{part}") for part in parts}
 
 
 def _from(alias: str, **columns: str) -> dict[str, Field]:
@@ -107,19 +119,37 @@ FIELDS: dict[str, Field] = {
         "revenue",
         "profit",
     ),
-    **_from(
-        "c",
-        region="region",
-        state="state",
-        city="city",
-        zip="zip",
-        customer_name="customer_name",
-    ),
+    # A customer may order to several places, so the geography of a sale is the line's ship-to.
+    **_ship_to("region", "country", "state", "city", "zip"),
+    **_from("c", customer_name="customer_name"),
     "first_purchase": Field("first_purchase", "c.first_purchase", "c", NEVER),
     **_from("p", category="category", subcategory="subcategory", product_name="product_name"),
     **_from("s", salesman_name="salesman_name", salesman_region="region"),
     **_from("d", distributor_name="distributor_name"),
     **_from("seg", customer_segment="segment"),
+    # Attributes of the dimension tables that no dimension groups by: what an entity listing shows (a
+    # catalogue, a roster, a map; see ENTITIES). The customer's address is where the customer is, which
+    # stays apart from the geography of a sale (region, state, city, zip above) even when a sale ships
+    # elsewhere.
+    **_from(
+        "c",
+        customer_country="country",
+        customer_city="city",
+        customer_state="state",
+        customer_zip="zip",
+        customer_latitude="latitude",
+        customer_longitude="longitude",
+    ),
+    **_from(
+        "d",
+        distributor_city="city",
+        distributor_state="state",
+        distributor_zip="zip",
+        distributor_latitude="latitude",
+        distributor_longitude="longitude",
+    ),
+    **_from("p", launched_on="launched_on", discontinued_on="discontinued_on"),
+    **_from("s", salesman_hire_date="hire_date"),
 }
 
 # Time fields form a chain: a source that stores the order timestamp derives the day from it, and a source
@@ -131,9 +161,13 @@ TIME_DERIVATIONS: dict[str, tuple[str, str]] = {
 }
 
 # Fields that are a function of the customer: rollup rows that differ only in these never share a customer.
+# The geography of a sale is not (a customer orders to several places).
 CUSTOMER_FIELDS: frozenset[str] = frozenset(
-    {"customer_id", "region", "state", "city", "zip", "customer_name", "first_purchase", "customer_segment"}
+    {"customer_id", "customer_segment"} | {name for name, spec in FIELDS.items() if spec.lookup == "c"}
 )
+GEOGRAPHY_FIELDS: tuple[str, ...] = ("region", "country", "state", "city", "zip")
+"""The ship-to fields that dimensions and rollups group by (an order ships to one place: see
+ORDER_UNIFORM_FIELDS)."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +207,10 @@ COMPONENTS: dict[str, Component] = {
         Component("purchase_days", "count(DISTINCT {day})", entity="day", row_safe=True),
         Component("first_sale", "min({day})", merge="min", row_safe=True, zero_when_empty=False),
         Component("last_sale", "max({day})", merge="max", row_safe=True, zero_when_empty=False),
-        # The goal comes from the goal plan, not from order lines (see compiler.goal_relation).
+        # The goals come from the goal plan, not from order lines (see compiler.goal_sql): the whole months'
+        # targets, and the same pro-rated to the selling days the period's revenue covers (GoalBasis).
         Component("goal", "", merge=None, zero_when_empty=False),
+        Component("goal_to_date", "", merge=None, zero_when_empty=False),
     )
 }
 
@@ -246,19 +282,43 @@ MEASURES: dict[str, Measure] = {
             "goal",
             "{goal}",
             "currency",
-            "Revenue target of the goal plan (by region or salesman; each month overlapping the date "
-            "range counts whole).",
+            f"Revenue target of the goal plan (by {' or '.join(GOAL_TABLES)}, one plan at a time), of whole "
+            "months: each month overlapping the date range counts whole.",
+        ),
+        Measure(
+            "goal_to_date",
+            "{goal_to_date}",
+            "currency",
+            "The goal the period's revenue is measured against: a month that the date range or the data "
+            "cuts short (the running month) counts its target pro-rated to the selling days covered, a month "
+            "after the last day with data counts nothing, the others count whole.",
         ),
         Measure(
             "goal_attainment_pct",
-            "100.0 * {revenue} / nullif({goal}, 0)",
+            "100.0 * {revenue} / nullif({goal_to_date}, 0)",
             "percent",
-            "Revenue as % of the goal.",
+            "Revenue as % of goal_to_date (so a running month is judged on the selling days elapsed).",
         ),
     )
 }
 
-GOAL_MEASURES = frozenset({"goal", "goal_attainment_pct"})
+GOAL_COMPONENTS = ("goal", "goal_to_date")
+GOAL_MEASURES = frozenset(name for name, m in MEASURES.items() if set(GOAL_COMPONENTS) & set(m.components))
+
+
+RFM_SEGMENT_RULES: tuple[tuple[str, str, str], ...] = (
+    ("Champions", "r_score >= 4 AND f_score >= 4", "Bought recently and often."),
+    ("At Risk", "r_score <= 2 AND f_score >= 3", "Used to buy often, not lately."),
+    ("Loyal", "f_score >= 3", "Buy often."),
+    ("New", "r_score >= 4 AND frequency = 1", "First purchase was recent."),
+    ("Promising", "r_score >= 4", "Recent buyers who buy rarely."),
+    ("Lost", "r_score = 1", "Long gone, rarely bought."),
+    ("Hibernating", "r_score = 2", "Not lately, rarely bought."),
+    ("Need Attention", "TRUE", "Middling recency, rarely bought."),
+)
+"""First matching rule wins. Scores are quintiles 1-5 over the customers (5 = most recent, most frequent,
+most spent), computed from the rank with ties sharing the lower score, so they are deterministic and the
+many customers with a single order all score 1 on frequency."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +332,14 @@ class Dimension:
     """A field shown beside the value (a name beside an id), joined after aggregation."""
     needs: DataFlag | None = None
     public: bool = True
+    example: str | int | None = None
+    """A typical member (documentation, and the example of a report's filter parameter)."""
+    filter: bool = False
+    """Every report takes it as a filter parameter: a list of members, each checked to exist."""
+    values: tuple[str, ...] | None = None
+    """The members when they are a closed list; otherwise they are what the warehouse holds."""
+    cycle: tuple[int, int] | None = None
+    """A part of time that repeats (month of year, weekday, hour): its first and last value."""
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -287,19 +355,55 @@ class Dimension:
 DIMENSIONS: dict[str, Dimension] = {
     d.name: d
     for d in (
-        Dimension("category", "{category}", "Product category."),
-        Dimension("subcategory", "{subcategory}", "Product subcategory."),
-        Dimension("product", "{product_id}", "Product id (with its name).", label="product_name"),
-        Dimension("region", "{region}", "Sales region of the customer (the region of a sale)."),
-        Dimension("state", "{state}", "Customer's state (two-letter code)."),
-        Dimension("city", "{city}", "Customer's city."),
-        Dimension("zip", "{zip}", "Customer's five-digit zip code."),
         Dimension(
-            "distributor",
-            "{distributor_id}",
-            "Distributor of a trade-channel line (with its name).",
-            label="distributor_name",
-            needs="distributor",
+            "region",
+            "{region}",
+            "Sales region of the line's ship-to address (in the US, from its state unless given).",
+            example="West",
+            filter=True,
+        ),
+        Dimension(
+            "country",
+            "{country}",
+            "Ship-to country of the line ('United States', 'Canada', ...).",
+            example="United States",
+            filter=True,
+        ),
+        Dimension(
+            "state",
+            "{state}",
+            "Ship-to state or province of the line (a two-letter code in the US).",
+            example="CA",
+            filter=True,
+        ),
+        # A city name alone is not a place: ten Springfields in ten states are ten cities.
+        Dimension(
+            "city",
+            "{city} || coalesce(', ' || {state}, '')",
+            "Ship-to city of the line with its state ('Springfield, IL'): namesakes in other states stay "
+            "apart.",
+            example="San Francisco, CA",
+        ),
+        Dimension(
+            "zip", "{zip}", "Ship-to postal code of the line (five digits in the US).", example="94105"
+        ),
+        Dimension("category", "{category}", "Product category.", example="Technology", filter=True),
+        Dimension("subcategory", "{subcategory}", "Product subcategory.", example="Phones", filter=True),
+        Dimension(
+            "product",
+            "{product_id}",
+            "Product id (with its name).",
+            label="product_name",
+            example="P-00001",
+            filter=True,
+        ),
+        Dimension(
+            "channel",
+            "{channel}",
+            "'direct' or 'trade'.",
+            example="direct",
+            filter=True,
+            values=("direct", "trade"),
         ),
         Dimension(
             "salesman",
@@ -307,32 +411,189 @@ DIMENSIONS: dict[str, Dimension] = {
             "Salesman of the line (with his name).",
             label="salesman_name",
             needs="salesman",
+            example="S-0003",
+            filter=True,
         ),
-        Dimension("channel", "{channel}", "'direct' or 'trade'."),
-        Dimension("customer", "{customer_id}", "Customer id (with the name).", label="customer_name"),
+        Dimension(
+            "distributor",
+            "{distributor_id}",
+            "Distributor of a trade-channel line (with its name).",
+            label="distributor_name",
+            needs="distributor",
+            example="D-0001",
+            filter=True,
+        ),
+        Dimension(
+            "customer",
+            "{customer_id}",
+            "Customer id (with the name).",
+            label="customer_name",
+            example="C-0000042",
+        ),
         Dimension(
             "customer_segment",
             "{customer_segment}",
             "Rule-based RFM segment of the customer over all data (Champions, Loyal, At Risk, ...; "
             "see the rfm-segments report).",
+            example="Champions",
+            filter=True,
+            values=tuple(name for name, _, _ in RFM_SEGMENT_RULES),
         ),
         Dimension(
             "customer_type",
             "CASE WHEN {first_purchase} >= {period_start} THEN 'new' ELSE 'repeat' END",
             "'new' when the customer's first purchase ever falls in the period (time bucket, else "
             "date range), otherwise 'repeat'.",
+            example="new",
+            values=("new", "repeat"),
         ),
-        Dimension("month_of_year", "month({month})", "Month of the year, 1-12.", type="integer"),
         Dimension(
-            "day_of_week", "isodow({day})", "ISO day of the week, 1 = Monday ... 7 = Sunday.", type="integer"
+            "month_of_year",
+            "month({month})",
+            "Month of the year, 1-12.",
+            type="integer",
+            example=12,
+            cycle=(1, 12),
         ),
-        Dimension("hour_of_day", "hour({at})", "Hour of the day of the order, 0-23.", type="integer"),
+        Dimension(
+            "day_of_week",
+            "isodow({day})",
+            "ISO day of the week, 1 = Monday ... 7 = Sunday.",
+            type="integer",
+            example=1,
+            cycle=(1, 7),
+        ),
+        Dimension(
+            "hour_of_day",
+            "hour({at})",
+            "Hour of the day of the order, 0-23.",
+            type="integer",
+            example=10,
+            cycle=(0, 23),
+        ),
         # For reports only: a market basket is the set of products of one order.
         Dimension("order", "{order_id}", "Order id.", public=False),
     )
 }
 
 PUBLIC_DIMENSIONS = {name: d for name, d in DIMENSIONS.items() if d.public}
+FILTER_DIMENSIONS = {name: d for name, d in DIMENSIONS.items() if d.filter}
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A dimension table listed in its own right, one row per key: a catalogue, a roster, a map.
+
+    Reports list an entity beside what it sold (a map of distributors shows those without sales too, a slow
+    movers list the products that never sold); its SQL is built from these declarations and the fields'.
+    """
+
+    dimension: str
+    """The dimension of its key (the output column of the key)."""
+    lookup: str
+    attributes: dict[str, str]
+    """Output column -> field of the lookup."""
+
+    @property
+    def table(self) -> Lookup:
+        return LOOKUPS[self.lookup]
+
+
+ENTITIES: dict[str, Entity] = {
+    e.dimension: e
+    for e in (
+        Entity(
+            "customer",
+            "c",
+            {
+                "customer_name": "customer_name",
+                "city": "customer_city",
+                "state": "customer_state",
+                "zip": "customer_zip",
+                "latitude": "customer_latitude",
+                "longitude": "customer_longitude",
+            },
+        ),
+        Entity(
+            "distributor",
+            "d",
+            {
+                "distributor_name": "distributor_name",
+                "city": "distributor_city",
+                "state": "distributor_state",
+                "zip": "distributor_zip",
+                "latitude": "distributor_latitude",
+                "longitude": "distributor_longitude",
+            },
+        ),
+        Entity(
+            "product",
+            "p",
+            {
+                "product_name": "product_name",
+                "category": "category",
+                "subcategory": "subcategory",
+                "launched_on": "launched_on",
+                "discontinued_on": "discontinued_on",
+            },
+        ),
+        Entity(
+            "salesman",
+            "s",
+            {
+                "salesman_name": "salesman_name",
+                "home_region": "salesman_region",
+                "hire_date": "salesman_hire_date",
+            },
+        ),
+    )
+}
+ATTRIBUTE_FORMATS: dict[str, Format] = {
+    "latitude": "number",
+    "longitude": "number",
+    "launched_on": "date",
+    "discontinued_on": "date",
+    "hire_date": "date",
+}
+"""Entity attributes that are not text."""
+
+
+@dataclass(frozen=True)
+class GoalPlan:
+    """One table of the goal plan: monthly revenue targets for the members of one dimension (its level).
+
+    Goal measures come from one plan at a time, split and filtered by the plan's level or by an attribute of
+    the level's entity (a product's category and subcategory), never by what only a sale has (its region).
+    """
+
+    level: str
+    """The dimension planned (region, salesman, category, product)."""
+    table: str
+    member: str
+    """The table's column holding the member: the level dimension's own field (product_id, ...)."""
+    judged_by: dict[str, str] = field(default_factory=dict)
+    """Dimension -> a field of the level's entity that stands for it in the plan: a salesman's goal counts
+    toward his home region, which the sales' region (the ship-to's) is not."""
+
+    @property
+    def entity(self) -> Entity | None:
+        return ENTITIES.get(self.level)
+
+
+def _goal_plan(level: str, judged_by: dict[str, str] | None = None) -> GoalPlan:
+    table = GOAL_TABLES[level]
+    member = table.key[1]
+    # The plan's member column must be the dimension's field, or the goals and the sales would not join.
+    assert DIMENSIONS[level].plain_field == member, f"{table.name}.{member} is not the {level} dimension"
+    return GoalPlan(level, table.name, member, judged_by or {})
+
+
+GOAL_PLANS: dict[str, GoalPlan] = {
+    level: _goal_plan(level, {"region": "salesman_region"} if level == "salesman" else None)
+    for level in GOAL_TABLES
+}
+"""The goal plan by level, from the warehouse's declaration (the region plan first: a total without any
+dimension compares with it)."""
 
 
 def constant_fields(entity: str, uniform: frozenset[str]) -> frozenset[str]:
@@ -351,7 +612,7 @@ def constant_fields(entity: str, uniform: frozenset[str]) -> frozenset[str]:
             constant |= CUSTOMER_FIELDS
         if "day" in uniform:
             constant |= {"day", "month"}
-        constant |= uniform & {"channel", "salesman_id", "distributor_id"}
+        constant |= uniform & {"channel", "salesman_id", "distributor_id", *GEOGRAPHY_FIELDS}
         return frozenset(constant)
     return frozenset()
 
@@ -363,6 +624,8 @@ ORDER_UNIFORM_FIELDS: dict[str, str] = {
     # An empty value counts as a value: rollups keep it apart ('') from every named one.
     "salesman_id": "coalesce(o.salesman_id, '')",
     "distributor_id": "coalesce(o.distributor_id, '')",
+    # An order ships to one place in the data seen so far, but nothing forces it: checked like the others.
+    **{name: f"coalesce({FIELDS[name].sql}, '')" for name in GEOGRAPHY_FIELDS},
 }
 """Line fields whose constancy within an order is checked, with their SQL over ``order_lines o``."""
 
@@ -409,14 +672,14 @@ ROLLUPS: tuple[Rollup, ...] = (
     Rollup(
         "agg_month_state",
         "month",
-        ("region", "state", "channel", "distributor_id"),
+        ("region", "country", "state", "channel", "distributor_id"),
         (*ADDITIVE, "orders"),
         "States by month.",
     ),
     Rollup(
         "agg_month_geo",
         "month",
-        ("region", "state", "city", "zip", "channel"),
+        ("region", "country", "state", "city", "zip", "channel"),
         (*ADDITIVE, "orders"),
         "Zip codes by month.",
     ),
@@ -437,14 +700,14 @@ ROLLUPS: tuple[Rollup, ...] = (
     Rollup(
         "agg_geo",
         None,
-        ("region", "state", "city", "zip", "channel"),
+        ("region", "country", "state", "city", "zip", "channel"),
         (*ADDITIVE, "orders"),
         "Zip codes over all time.",
     ),
     Rollup(
         "agg_customer",
         None,
-        ("customer_id", "region", "state", "city", "zip"),
+        ("customer_id", "region", "country", "state", "city", "zip"),
         (*ADDITIVE, "orders", "purchase_days", "first_sale", "last_sale"),
         "Customers over all time (RFM, lifetime value, churn).",
     ),
@@ -452,20 +715,6 @@ ROLLUPS: tuple[Rollup, ...] = (
 
 
 # --- the RFM segments, shared by the customer_segment dimension and the rfm-segments report ---
-
-RFM_SEGMENT_RULES: tuple[tuple[str, str, str], ...] = (
-    ("Champions", "r_score >= 4 AND f_score >= 4", "Bought recently and often."),
-    ("At Risk", "r_score <= 2 AND f_score >= 3", "Used to buy often, not lately."),
-    ("Loyal", "f_score >= 3", "Buy often."),
-    ("New", "r_score >= 4 AND frequency = 1", "First purchase was recent."),
-    ("Promising", "r_score >= 4", "Recent buyers who buy rarely."),
-    ("Lost", "r_score = 1", "Long gone, rarely bought."),
-    ("Hibernating", "r_score = 2", "Not lately, rarely bought."),
-    ("Need Attention", "TRUE", "Middling recency, rarely bought."),
-)
-"""First matching rule wins. Scores are quintiles 1-5 over the customers (5 = most recent, most frequent,
-most spent), computed from the rank with ties sharing the lower score, so they are deterministic and the
-many customers with a single order all score 1 on frequency."""
 
 
 def rfm_scores_sql(stats: str, as_of: str) -> str:
