@@ -48,8 +48,9 @@ print(json.dumps({
     "fit": t["fit_backtest"] + t["fit_final"], "backtest": t["backtest"] + t["baselines"],
     "load": t["load"], "pipeline": t["total"], "process": time.perf_counter() - started,
     "peak_mb": usage[0], "children_peak_mb": usage[1],
-    "wape_model": result.metrics["wape_model"], "wape_seasonal_naive": result.metrics["wape_seasonal_naive"],
-    "wape_autoets": result.metrics["wape_autoets"], "coverage_80": result.metrics["coverage_80"],
+    "method": result.method, "wape_model": result.metrics["wape_model"],
+    "wape_seasonal_naive": result.metrics["wape_D_seasonal_naive"],
+    "wape_autoets": result.metrics["wape_D_autoets"], "coverage_80": result.metrics["coverage_80"],
 }))
 """
 

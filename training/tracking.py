@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -101,15 +101,31 @@ class GateDecision:
     champion_score: float | None
     champion_version: str | None
     promoted: bool
+    baselines: dict[str, float] = field(default_factory=dict)  # the baselines' scores on the same backtest
+    higher_is_better: bool = False
+
+    @property
+    def beats_baselines(self) -> bool:
+        """No baseline scores better than the challenger (a tie counts as no worse)."""
+        return all(
+            not _is_better(score, self.challenger_score, self.higher_is_better)
+            for score in self.baselines.values()
+        )
 
     def describe(self) -> str:
+        against = "".join(f", {name} {score:.4f}" for name, score in self.baselines.items())
+        if not self.beats_baselines:
+            return (
+                f"{self.model_name} v{self.version} kept as challenger: {self.metric} "
+                f"{self.challenger_score:.4f} loses to a baseline ({against.lstrip(', ')})"
+            )
         if self.champion_score is None:
             first = f"{self.model_name} v{self.version} is the first champion"
-            return f"{first} ({self.metric} {self.challenger_score:.4f})"
+            return f"{first} ({self.metric} {self.challenger_score:.4f}{against})"
         verdict = "promoted to champion" if self.promoted else "kept as challenger"
         return (
             f"{self.model_name} v{self.version} {verdict}: {self.metric} {self.challenger_score:.4f} "
-            f"vs champion v{self.champion_version} {self.champion_score:.4f} on the same backtest"
+            f"vs champion v{self.champion_version} {self.champion_score:.4f}{against} on the same backtest"
         )
 
 
@@ -121,17 +137,23 @@ def gate_and_promote(
     score_champion: Callable[[ModelVersion], float],
     *,
     higher_is_better: bool,
+    baselines: dict[str, float] | None = None,
 ) -> GateDecision:
-    """Give ``version`` the champion alias only if it beats the current champion.
+    """Give ``version`` the champion alias only if it beats the current champion and is no worse than any
+    of ``baselines`` (naive methods scored on the same backtest): a model that loses to seasonal naive is
+    never served, even as the first champion.
 
     ``score_champion`` evaluates the current champion on the challenger's own backtest (same data, same
-    windows), so both scores are comparable. The decision and both scores are logged to the active run and
+    windows), so the scores are comparable. The decision and every score are logged to the active run and
     tagged on the new version.
     """
+    baselines = dict(baselines or {})
     current = champion_version(model_name)
     is_itself = current is not None and str(current.version) == str(version)
     champion_score = score_champion(current) if current is not None and not is_itself else None
-    promoted = champion_score is None or _is_better(challenger_score, champion_score, higher_is_better)
+    beats_baselines = all(not _is_better(b, challenger_score, higher_is_better) for b in baselines.values())
+    beats_champion = champion_score is None or _is_better(challenger_score, champion_score, higher_is_better)
+    promoted = beats_baselines and beats_champion and not math.isnan(challenger_score)
     decision = GateDecision(
         model_name=model_name,
         version=str(version),
@@ -140,6 +162,8 @@ def gate_and_promote(
         champion_score=champion_score,
         champion_version=str(current.version) if current is not None else None,
         promoted=promoted,
+        baselines=baselines,
+        higher_is_better=higher_is_better,
     )
     client = MlflowClient()
     if promoted:
@@ -160,6 +184,8 @@ def _record_decision(client: MlflowClient, decision: GateDecision) -> None:
     mlflow.log_metric(f"gate_challenger_{decision.metric}", decision.challenger_score)
     if decision.champion_score is not None:
         mlflow.log_metric(f"gate_champion_{decision.metric}", decision.champion_score)
+    for name, score in decision.baselines.items():
+        mlflow.log_metric(f"gate_{name}_{decision.metric}", score)
     mlflow.set_tags(
         {
             "gate.decision": "promoted" if decision.promoted else "rejected",

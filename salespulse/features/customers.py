@@ -151,3 +151,100 @@ def _raise_for_first_bad_column(matrix: np.ndarray) -> None:
                 f"{name} must be a finite number >= {minimum:g}: {int(bad.sum())} bad row(s), "
                 f"first at row {first} ({float(values[first])})"
             )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The purchase summary of buy-till-you-die models (BG/NBD, Gamma-Gamma)
+# ------------------------------------------------------------------------------------------------------------
+#
+# The customer-value model counts *purchases*: days with at least one order. Two orders of one customer on
+# one day are one purchase (as in the BTYD literature and PyMC-Marketing's ``rfm_summary``): the models
+# assume purchases arrive one at a time in continuous time, and a day is the resolution of the data that
+# matters here (about 6% of purchase days hold more than one order on the sample data). Time is in days.
+
+SUMMARY_NAMES: tuple[str, ...] = ("frequency", "recency", "T", "monetary_value")
+
+SUMMARY_DESCRIPTIONS: dict[str, str] = {
+    "frequency": "Repeat purchases: days with an order, after the first one.",
+    "recency": "Days from the first to the last purchase day (0 without a repeat purchase).",
+    "T": "Days from the first purchase day to the reference day (the customer's age).",
+    "monetary_value": "Mean revenue of the repeat purchase days (0 without a repeat purchase).",
+}
+
+# Repeat revenue is clipped at 0 because an imported warehouse may hold returns as negative lines, and a
+# mean spend below 0 means nothing to a spend model. The first purchase day is left out of the mean, as the
+# Gamma-Gamma model expects (it models repeat spend; a first order is often unlike the later ones).
+_SUMMARY_SQL = """
+WITH reference AS (
+    SELECT coalesce($as_of::DATE, (SELECT max(ordered_at)::DATE FROM order_lines)) AS as_of
+),
+purchase_days AS (
+    SELECT l.customer_id, l.ordered_at::DATE AS day, sum(l.revenue) AS revenue
+    FROM order_lines AS l
+    {id_filter}
+    WHERE l.ordered_at < (SELECT as_of FROM reference) + INTERVAL 1 DAY
+    GROUP BY ALL
+)
+SELECT
+    customer_id,
+    (count(*) - 1)::DOUBLE AS frequency,
+    date_diff('day', min(day), max(day))::DOUBLE AS recency,
+    date_diff('day', min(day), any_value(reference.as_of))::DOUBLE AS T,
+    greatest(coalesce((sum(revenue) - arg_min(revenue, day)) / nullif(count(*) - 1, 0), 0), 0)::DOUBLE
+        AS monetary_value
+FROM purchase_days, reference
+GROUP BY customer_id
+ORDER BY customer_id
+"""
+
+
+def purchase_summary(
+    con: duckdb.DuckDBPyConnection,
+    customer_ids: Sequence[str] | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
+    """BTYD summary of ``customer_ids`` (default: every customer), indexed by ``customer_id``.
+
+    Columns are :data:`SUMMARY_NAMES` in order, rows sorted by id; as :func:`customer_features`, ids without
+    an order line up to ``as_of`` are absent, and ``as_of`` defaults to the warehouse's last order day.
+    """
+    params: dict[str, object] = {"as_of": as_of}
+    id_filter = ""
+    if customer_ids is not None:
+        params["ids"] = list(customer_ids)
+        id_filter = _ID_FILTER
+    frame = con.execute(_SUMMARY_SQL.format(id_filter=id_filter), params).df()
+    return frame.set_index("customer_id")[list(SUMMARY_NAMES)]
+
+
+def validate_summary(values: np.ndarray | pd.DataFrame) -> np.ndarray:
+    """Check a purchase summary (columns in :data:`SUMMARY_NAMES` order) and return it as float64.
+
+    Every value must be finite and >= 0, and ``recency`` at most ``T`` (the last purchase cannot be after the
+    reference day). Raises ``ValueError`` naming the column, the number of bad rows and the first bad value.
+    """
+    if isinstance(values, pd.DataFrame):
+        missing = [name for name in SUMMARY_NAMES if name not in values.columns]
+        if missing:
+            raise ValueError(f"missing summary column(s): {', '.join(missing)}")
+        values = values[list(SUMMARY_NAMES)]
+    matrix = np.asarray(values, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != len(SUMMARY_NAMES):
+        raise ValueError(
+            f"expected a matrix of {len(SUMMARY_NAMES)} columns ({', '.join(SUMMARY_NAMES)}), "
+            f"got shape {matrix.shape}"
+        )
+    for column, name in enumerate(SUMMARY_NAMES):
+        values = matrix[:, column]
+        _refuse_bad_rows(name, values, ~(np.isfinite(values) & (values >= 0)), "a finite number >= 0")
+    _refuse_bad_rows("recency", matrix[:, 1], matrix[:, 1] > matrix[:, 2], "at most T")
+    return matrix
+
+
+def _refuse_bad_rows(name: str, values: np.ndarray, bad: np.ndarray, rule: str) -> None:
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"{name} must be {rule}: {int(bad.sum())} bad row(s), "
+            f"first at row {first} ({float(values[first])})"
+        )

@@ -46,12 +46,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Literal, get_args
+from threading import Lock
+from time import monotonic
+from typing import TYPE_CHECKING, Literal, get_args
 
-import duckdb
 import holidays
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # a forecaster takes data, not connections: loading one needs no DuckDB
+    import duckdb
 
 Level = Literal["product_region", "product", "category", "region", "category_region", "total"]
 Freq = Literal["D", "W"]
@@ -59,6 +63,12 @@ LEVELS: tuple[str, ...] = get_args(Level)
 FREQS: tuple[str, ...] = get_args(Freq)
 DEFAULT_LEVEL: Level = "product_region"
 DEFAULT_FREQ: Freq = "D"
+
+# What a forecast can be asked for: a daily model serves days, weeks (Monday to Sunday) and calendar months
+# (sums of its daily forecasts), at most a year ahead. The request schema and the model check these limits.
+ServingFreq = Literal["D", "W", "M"]
+SERVING_FREQS: tuple[str, ...] = get_args(ServingFreq)
+MAX_HORIZON: dict[str, int] = {"D": 366, "W": 53, "M": 12}
 
 ID_SEPARATOR = "|"
 TOTAL_ID = "total"
@@ -301,6 +311,91 @@ def _discount_sql(spec: SeriesLevel) -> str:
     )"""
 
 
+def warehouse_version(con: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
+    """What changes whenever sales are added: the number of order lines and the latest order time, both
+    answered from DuckDB's statistics (well under a millisecond), and the ingest fingerprint of the order
+    lines where the analytics rollups keep one (it also changes when a line is corrected in place)."""
+    has_state = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'agg_state'").fetchall()[
+        0
+    ][0]
+    if not has_state:
+        return tuple(con.execute("SELECT count(*), max(ordered_at) FROM order_lines").fetchall()[0])
+    return tuple(
+        con.execute(
+            """SELECT count(*), max(ordered_at),
+                      (SELECT any_value(value) FROM agg_state WHERE key = 'fingerprint')
+               FROM order_lines"""
+        ).fetchall()[0]
+    )
+
+
+@dataclass
+class _CachedLevel:
+    version: tuple[object, ...]
+    panel: Panel
+
+
+class RecentHistory:
+    """The recent daily history of every series of a level, kept in memory for forecasts.
+
+    A forecast needs the last few months of a few series; reading them from the order lines costs tens of
+    milliseconds a request. This reads a level's whole recent history once (one query, a few hundred
+    milliseconds) and again only when :func:`warehouse_version` says the sales changed, so a request costs
+    a version check and an array slice, and sales ingested a minute ago still move the next forecast.
+    """
+
+    def __init__(self, periods: int, recheck_seconds: float = 0.25) -> None:
+        self.periods = periods
+        self.recheck_seconds = recheck_seconds
+        self._levels: dict[str, _CachedLevel] = {}
+        self._lock = Lock()
+        self._checked: tuple[float, tuple[object, ...]] | None = None
+
+    def _version(self, con: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
+        """The warehouse version, asked at most every ``recheck_seconds`` (a quarter of a second: a sale
+        moves the forecasts that quickly, and a busy service asks once, not once per request)."""
+        now = monotonic()
+        checked = self._checked
+        if checked is not None and now - checked[0] < self.recheck_seconds:
+            return checked[1]
+        version = warehouse_version(con)
+        self._checked = (now, version)
+        return version
+
+    def panel(self, con: duckdb.DuckDBPyConnection, level: str, series_ids: Sequence[str]) -> Panel:
+        """The history of ``series_ids`` (KeyError naming the ids without sales)."""
+        cached = self._current(con, level)
+        known = pd.Index(cached.panel.ids)
+        unknown = [i for i in dict.fromkeys(series_ids) if i not in known]
+        if unknown:
+            raise KeyError(f"No sales in the warehouse for series {unknown[:10]}")
+        return cached.panel.select(list(dict.fromkeys(series_ids)))
+
+    def series_ids(self, con: duckdb.DuckDBPyConnection, level: str) -> list[str]:
+        """Every series of ``level`` with sales in the warehouse."""
+        return list(self._current(con, level).panel.ids)
+
+    def _current(self, con: duckdb.DuckDBPyConnection, level: str) -> _CachedLevel:
+        version = self._version(con)
+        cached = self._levels.get(level)
+        if cached is not None and cached.version == version:
+            return cached
+        with self._lock:  # one reader rebuilds; the others wait for its result rather than repeat it
+            cached = self._levels.get(level)
+            if cached is None or cached.version != version:
+                cached = _CachedLevel(version, self._read(con, level))
+                self._levels[level] = cached
+        return cached
+
+    def _read(self, con: duckdb.DuckDBPyConnection, level: str) -> Panel:
+        last = last_sale_day(con)
+        if last is None:
+            raise KeyError("No sales in the warehouse")
+        start = last - timedelta(days=self.periods - 1)
+        frame = load_series(con, level, "D", start=start, end=last, with_discount=False)
+        return Panel.from_frame(frame, "D")
+
+
 # ---------------------------------------------------------------------------------------------- features
 
 
@@ -515,8 +610,13 @@ class SeriesFeatures:
 
     def _history(self, y: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Lags, window means, seasonal means and the share of periods with sales: series x positions x k."""
-        level = _Cumulative(y)
-        activity = _Cumulative(np.where(np.isnan(y), np.nan, y > 0))
+        # A forecast step asks for one position: slicing the last window there beats running sums over
+        # the whole history (same numbers; the sums serve training's thousands of positions).
+        if len(positions) == 1:
+            level, activity = _Window(y), _Window(np.where(np.isnan(y), np.nan, y > 0))
+        else:
+            level = _Cumulative(y)
+            activity = _Cumulative(np.where(np.isnan(y), np.nan, y > 0))
         seasons = max(self.seasonal_means, default=0)
         seasonal_lags = _lagged(y, positions, self.season * np.arange(1, seasons + 1))
         return np.concatenate(
@@ -557,6 +657,17 @@ class _Cumulative:
         count = self.counts[:, positions] - self.counts[:, begin]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, total / count, np.nan)
+
+
+class _Window:
+    """Window means at a single position, by slicing: what _Cumulative computes, for one forecast step."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def mean(self, positions: np.ndarray, window: int) -> np.ndarray:
+        position = int(positions[0])
+        return _nanmean_last(self.values[:, max(position - window, 0) : position])[:, None]
 
 
 def _lagged(y: np.ndarray, positions: np.ndarray, lags: np.ndarray) -> np.ndarray:

@@ -1,15 +1,18 @@
-"""The forecaster's training pipeline as one MLflow run: data -> backtest -> baselines -> final fit ->
-log, register and gate.
+"""The forecaster's training pipeline as one MLflow run: data -> candidates' backtest -> champion method ->
+final fit -> log, register and gate.
 
     result = run(level="product_region", freq="D")   # what `salespulse train forecaster` calls
     print(result.describe())
 
-The run logs the parameters, the headline metrics of the model and the baselines (``wape_model``,
-``wape_seasonal_naive``, ``wape_autoets``, ``mase_*``, ``bias_*``, ``coverage_80``, ``coverage_95``, the WAPE
-margins and stage timings), the backtest table (``backtest/metrics.csv`` and ``.json``), the figures
-(``plots/``), and the model with its signature and input example, registered under
-:func:`~salespulse.modeling.forecaster.registered_model_name`. The new version becomes champion only if its
-backtest WAPE beats the current champion's on the same windows (:func:`training.tracking.gate_and_promote`).
+Every candidate (LightGBM, seasonal naive, AutoETS, TSB and ADIDA on intermittent daily series, and the
+LightGBM + AutoETS combination) is backtested on the same windows; the one with the lowest WAPE at the
+model's frequency becomes the registered model's method, with its intervals calibrated on its own backtest
+errors. The run logs every method's scores per frequency (``wape_D_autoets``, ``bias_W_lightgbm``, ...), the
+champion's (``wape_D``, ``coverage_80_W``, ...), the learnt event lifts, the backtest table
+(``backtest/metrics.csv`` and ``.json``), the figures (``plots/``) and the model, registered under
+:func:`~salespulse.modeling.registry.registered_model_name`. The new version becomes champion only if its
+backtest WAPE beats the current champion's and both baselines' on the same windows
+(:func:`training.tracking.gate_and_promote`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import mlflow
 import pandas as pd
 from rich.console import Console
 
+from salespulse.features.calendar import lift_table
 from salespulse.features.series import DEFAULT_FREQ, DEFAULT_LEVEL, Panel, check_freq, series_level
-from salespulse.modeling.forecaster import Forecaster, default_horizon, registered_model_name
+from salespulse.modeling.forecaster import Forecaster
+from salespulse.modeling.registry import default_horizon, registered_model_name
 from training.forecaster import data, evaluate, plots, register, train
 from training.forecaster.train import TrainConfig
 from training.tracking import GateDecision, configure_mlflow, gate_and_promote
@@ -43,6 +48,7 @@ class ForecasterResult:
     run_id: str
     model_name: str
     version: str
+    method: str
     decision: GateDecision
     table: pd.DataFrame = field(repr=False)
     metrics: dict[str, float] = field(repr=False)
@@ -53,26 +59,24 @@ class ForecasterResult:
         return self.metrics["wape_model"]
 
     def describe(self) -> str:
-        """A multi-line summary: the backtest of the model against the baselines, and the gate decision."""
-        overall = self.table[self.table["window"] == "all"].set_index("method")
+        """A multi-line summary: every method's backtest per frequency, the champion and the gate."""
+        overall = evaluate.overall(self.table)
         windows = sorted(self.table.loc[self.table["window"] != "all", "window"].unique())
         lines = [
             f"Sales forecaster {self.level} x {self.freq}, horizon {self.horizon}: backtest of "
             f"{len(windows)} windows (cutoffs {', '.join(windows)}) over {self.series:,} series",
-            f"  {'method':<15}{'WAPE':>8}{'MASE':>8}{'bias':>9}{'cov 80%':>9}{'cov 95%':>9}",
+            f"  {'freq':<5}{'method':<18}{'WAPE':>8}{'MASE':>8}{'bias':>9}{'cov 80%':>9}{'cov 95%':>9}",
         ]
-        for method, row in overall.iterrows():
-            coverage = "".join(
-                f"{'-':>9}" if pd.isna(row[c]) else f"{row[c]:>9.1%}" for c in ("coverage_80", "coverage_95")
-            )
+        for (served, method), row in overall.iterrows():
+            mark = " *" if method == self.method else ""
+            mase = "-" if pd.isna(row["mase"]) else f"{row['mase']:.3f}"
             lines.append(
-                f"  {method:<15}{row['wape']:>8.3f}{row['mase']:>8.3f}{row['bias']:>+9.1%}{coverage}"
+                f"  {served:<5}{method + mark:<18}{row['wape']:>8.3f}{mase:>8}{row['bias']:>+9.1%}"
+                f"{row['coverage_80']:>9.1%}{row['coverage_95']:>9.1%}"
             )
-        m = self.metrics
         lines += [
-            "  (model: the median forecast; model_mean: the expected revenue, the figure that adds up)",
-            f"WAPE margin: {m['wape_margin_vs_seasonal_naive']:+.1%} vs seasonal naive, "
-            f"{m['wape_margin_vs_autoets']:+.1%} vs AutoETS (positive: the model is better)",
+            f"  (* the champion method, {self.method}: its forecast is the expected revenue, the figure that "
+            "adds up; lightgbm_median is scored for information)",
             f"Gate: {self.decision.describe()}",
             f"MLflow run {self.run_id}; model {self.model_name} v{self.version}; "
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()),
@@ -87,6 +91,7 @@ def run(
     progress: bool = True,
     warehouse: Path | str | None = None,
     config: TrainConfig | None = None,
+    calendar_file: Path | str | None = None,
 ) -> ForecasterResult:
     """Train, backtest, log, register and gate a forecaster of ``level`` x ``freq``; with ``progress``,
     report each stage on stderr as it ends (the summary is ``result.describe()``)."""
@@ -96,31 +101,41 @@ def run(
     config = config or TrainConfig()
     model_name = registered_model_name(level, freq)
     stages = _Stages(Console(stderr=True) if progress else None)
+    calendar = data.load_calendar(calendar_file)
     configure_mlflow()
     with mlflow.start_run(run_name=f"forecaster-{level}-{freq}") as active:
         mlflow.set_tag("model", model_name)
         with stages("Reading the series from the warehouse", "load"):
-            panel = data.load_panel(level, freq, warehouse)
+            panel, categories = data.load_inputs(level, freq, warehouse)
         backtest = evaluate.plan_backtest(panel, horizon, N_WINDOWS)
         mlflow.log_params(_params(level, freq, horizon, config, panel, backtest))
         with stages(
-            f"Fitting the backtest model (history to {backtest.first_cutoff:%Y-%m-%d})", "fit_backtest"
+            f"Fitting LightGBM for the backtest (history to {backtest.first_cutoff:%Y-%m-%d})", "fit_backtest"
         ):
-            challenger = train.fit(panel.until(backtest.first_cutoff), level, horizon, config)
-        with stages(f"Forecasting {N_WINDOWS} backtest windows", "backtest"):
-            windows = evaluate.forecast_windows(challenger, panel, backtest)
-            scored = evaluate.with_cross_conformal_intervals(windows, horizon, freq)
-        with stages("Backtesting seasonal naive and AutoETS on the same windows", "baselines"):
-            baselines = evaluate.baseline_windows(panel, backtest, n_jobs=config.threads)
-            table = evaluate.metrics_table(scored, baselines, evaluate.mase_scales(panel, backtest))
-            metrics = evaluate.headline(table)
-        with stages("Fitting the model on all the history", "fit_final"):
-            final = train.fit(panel, level, horizon, config)
-            final = replace(final, calibration=evaluate.calibrate(windows, horizon, freq))
+            challenger = train.fit(panel.until(backtest.first_cutoff), level, horizon, config, calendar)
+        with stages(f"Forecasting {N_WINDOWS} backtest windows with LightGBM", "backtest"):
+            model_windows = evaluate.forecast_windows(challenger, panel, backtest)
+        intermittent = evaluate.is_intermittent(panel, backtest)
+        with stages("Backtesting the statistical candidates on the same windows", "baselines"):
+            statistical = evaluate.statistical_windows(
+                panel, backtest, challenger, intermittent, n_jobs=config.threads
+            )
+            windows = evaluate.candidate_windows(model_windows, statistical)
+            table = evaluate.metrics_table(windows, evaluate.mase_scales(panel, backtest), freq)
+            method = evaluate.choose(table, freq)
+            metrics = evaluate.headline(table, method, freq)
+        with stages(f"Fitting the champion method ({method}) on all the history", "fit_final"):
+            final = train.fit(panel, level, horizon, config, calendar, categories)
+            final = replace(final, method=method, calibrations=evaluate.calibrations(windows, method, freq))
+            if not final.uses_boosters:
+                final = replace(final, mean_booster=None, point_booster=None)
         with stages("Logging metrics, backtest table and plots", "log"):
             mlflow.log_metrics(metrics)
+            mlflow.log_param("method", method)
             _log_table(table)
-            _log_plots(scored, panel, final, table)
+            if final.events is not None:
+                mlflow.log_text(lift_table(final.events).to_csv(index=False), "events/lifts.csv")
+            _log_plots(windows, panel, final, table, method)
         with stages(f"Logging and registering the model as {model_name}", "register"):
             info = register.log_forecaster(final, panel, model_name)
         with stages("Champion/challenger gate on the same backtest", "gate"):
@@ -129,8 +144,9 @@ def run(
                 str(info.registered_model_version),
                 GATE_METRIC,
                 metrics["wape_model"],
-                lambda champion: register.champion_wape(champion, panel, backtest),
+                lambda champion: register.champion_wape(champion, panel, backtest, windows),
                 higher_is_better=False,
+                baselines={b: metrics[f"wape_{freq}_{b}"] for b in evaluate.BASELINES},
             )
         stages.timings["total"] = sum(stages.timings.values())
         mlflow.log_metrics({f"time_{k}_s": v for k, v in stages.timings.items()})
@@ -142,6 +158,7 @@ def run(
         run_id=active.info.run_id,
         model_name=model_name,
         version=str(info.registered_model_version),
+        method=method,
         decision=decision,
         table=table,
         metrics=metrics,
@@ -170,7 +187,12 @@ def _log_table(table: pd.DataFrame) -> None:
     mlflow.log_text(table.to_csv(index=False, float_format="%.6f"), "backtest/metrics.csv")
 
 
-def _log_plots(scored: pd.DataFrame, panel: Panel, forecaster: Forecaster, table: pd.DataFrame) -> None:
+def _log_plots(
+    windows: pd.DataFrame, panel: Panel, forecaster: Forecaster, table: pd.DataFrame, method: str
+) -> None:
+    scored = evaluate.with_cross_conformal_intervals(
+        evaluate.method_frame(windows, method, panel.freq), evaluate.SCALE_WINDOW[panel.freq]
+    ).merge(windows[["unique_id", "cutoff", "step", "ds"]], on=["unique_id", "cutoff", "step"])
     samples = evaluate.sample_series(scored)
     mlflow.log_figure(plots.forecast_vs_actual(scored, panel, samples), "plots/forecast_vs_actual.png")
     mlflow.log_figure(plots.feature_importance(forecaster), "plots/feature_importance.png")

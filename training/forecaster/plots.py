@@ -13,13 +13,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from salespulse.features.series import Panel
-from salespulse.modeling.forecaster import MEAN, POINT, Forecaster
+from salespulse.modeling.forecaster import Forecaster
 
 HISTORY_SHOWN = {"D": 56, "W": 26}  # periods of history before the window
 
 
 def forecast_vs_actual(windows: pd.DataFrame, panel: Panel, series: Sequence[str]) -> Figure:
-    """The last backtest window of a few series: history, actuals, forecast, mean and the 80/95% bands."""
+    """The last backtest window of a few series: history, actuals, the champion's forecast (column ``f``) and
+    its 80/95% bands."""
     last = windows[windows["cutoff"] == windows["cutoff"].max()]
     figure = Figure(figsize=(11, 2.8 * len(series)))
     axes = figure.subplots(len(series), 1, squeeze=False)[:, 0]
@@ -36,8 +37,7 @@ def forecast_vs_actual(windows: pd.DataFrame, panel: Panel, series: Sequence[str
             window["ds"], window["lo-80"], window["hi-80"], color="tab:blue", alpha=0.3, label="80%"
         )
         ax.plot(window["ds"], window["y"], color="black", lw=1.2, label="actual")
-        ax.plot(window["ds"], window[POINT], color="tab:blue", lw=1.6, label="forecast (median)")
-        ax.plot(window["ds"], window[MEAN], color="tab:orange", lw=1, ls="--", label="mean")
+        ax.plot(window["ds"], window["f"], color="tab:blue", lw=1.6, label="forecast (expected revenue)")
         ax.set_title(unique_id, fontsize=10)
         ax.set_ylabel("revenue")
     axes[0].legend(loc="upper left", fontsize=8, ncol=6)
@@ -46,8 +46,13 @@ def forecast_vs_actual(windows: pd.DataFrame, panel: Panel, series: Sequence[str
 
 
 def feature_importance(forecaster: Forecaster, top: int = 20) -> Figure:
-    """Share of total split gain per feature, for the mean and the point booster."""
+    """Share of total split gain per feature, for the mean and the point booster (empty for a statistical
+    champion, which has none)."""
     names = forecaster.features.names
+    if forecaster.mean_booster is None or forecaster.point_booster is None:
+        figure = Figure(figsize=(6, 1.5))
+        figure.text(0.5, 0.5, f"{forecaster.method}: no boosters", ha="center")
+        return figure
     boosters = {"mean (Tweedie)": forecaster.mean_booster, "forecast (L1)": forecaster.point_booster}
     figure = Figure(figsize=(12, 0.3 * min(top, len(names)) + 1.5))
     for ax, (title, booster) in zip(figure.subplots(1, 2), boosters.items(), strict=True):
@@ -59,8 +64,8 @@ def feature_importance(forecaster: Forecaster, top: int = 20) -> Figure:
 
 
 def backtest_metrics(table: pd.DataFrame) -> Figure:
-    """WAPE, MASE and bias of each method per backtest window."""
-    windows = table[table["window"] != "all"]
+    """WAPE, MASE and bias of each method per backtest window, at the model's own frequency."""
+    windows = table[(table["window"] != "all") & (table["freq"] == table["freq"].iloc[0])]
     figure = Figure(figsize=(14, 4))
     for ax, metric in zip(figure.subplots(1, 3), ("wape", "mase", "bias"), strict=True):
         windows.pivot(index="window", columns="method", values=metric).plot.bar(ax=ax, rot=0, width=0.8)

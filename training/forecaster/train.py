@@ -6,19 +6,24 @@ days (two of weeks), stretched to all the history when there are few series (``m
 rows add fitting time more than accuracy when there are many series: the features carry each series' level
 and the calendar repeats. ``min_data_in_leaf`` shrinks with the rows, so a level of a handful of series
 (total, region) still gets trees that split.
+
+Daily models first learn the lift of each retail event (:class:`~salespulse.features.calendar.EventEffects`)
+from the panel and fit the boosters on the history with those lifts divided out; the forecast multiplies
+them back in.
 """
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import lightgbm as lgb
 import numpy as np
 
-from salespulse.features.series import Panel, SeriesFeatures, step
+from salespulse.features.calendar import EventEffects, RetailCalendar
+from salespulse.features.series import Panel, SeriesFeatures, series_level, step
 from salespulse.modeling.forecaster import Forecaster
 
 # The mean booster's objective: revenue is zero on most days and heavy-tailed otherwise, which a Tweedie
@@ -78,9 +83,20 @@ class TrainConfig:
         }
 
 
-def fit(panel: Panel, level: str, horizon: int, config: TrainConfig) -> Forecaster:
+def fit(
+    panel: Panel,
+    level: str,
+    horizon: int,
+    config: TrainConfig,
+    calendar: RetailCalendar | None = None,
+    product_categories: dict[str, str] | None = None,
+) -> Forecaster:
     """Fit a forecaster on ``panel`` (the history up to its last period)."""
     features = (config.features or SeriesFeatures.default(panel.freq, panel.statics.columns)).fitted(panel)
+    events = None
+    if panel.freq == "D":
+        events = EventEffects.estimate(panel.y, panel.dates, calendar or RetailCalendar())
+        panel = replace(panel, y=Forecaster.adjusted(panel.y, events.multiplier(panel.dates)))
     x, y = training_rows(panel, features, config.periods(panel))
     objectives = (MEAN_OBJECTIVE, POINT_OBJECTIVE)
     # The two boosters train side by side, one thread each: ctypes releases the GIL while LightGBM works.
@@ -97,9 +113,29 @@ def fit(panel: Panel, level: str, horizon: int, config: TrainConfig) -> Forecast
         features=features,
         mean_booster=boosters[MEAN_OBJECTIVE],
         point_booster=boosters[POINT_OBJECTIVE],
+        events=events,
         series_statics=panel.statics.astype(str) if len(panel.statics.columns) else None,
+        product_categories=dict(product_categories or {}),
+        typical_discount=typical_discount(panel, level),
         trained_until=_last_day(panel),
     )
+
+
+TYPICAL_DISCOUNT_PERIODS = {"D": 91, "W": 13}
+
+
+def typical_discount(panel: Panel, level: str) -> dict[str, float]:
+    """Each aggregate series' average promotion depth over the last quarter (the days it existed).
+
+    A product's own history mixes promotions with trade and volume discounts of single orders, and a product
+    is on promotion only now and then: product series assume regular prices unless a promotion is planned
+    (measured: assuming the quarter's average made the product-level backtest 15 points more biased)."""
+    if "product_id" in series_level(level).keys:
+        return {}
+    recent = panel.tail(TYPICAL_DISCOUNT_PERIODS[panel.freq])
+    alive = ~np.isnan(recent.y)
+    depth = np.where(alive, recent.discount, 0.0).sum(axis=1) / np.maximum(alive.sum(axis=1), 1)
+    return {str(i): round(float(d), 5) for i, d in zip(panel.ids, depth, strict=True)}
 
 
 def training_rows(panel: Panel, features: SeriesFeatures, periods: int) -> tuple[np.ndarray, np.ndarray]:
