@@ -22,3 +22,17 @@ if [ ! -f "$stamp" ]; then
 else
   echo "==> .venv is up to date"
 fi
+
+# The dashboard's and the API docs' browser libraries come from npm (web/package-lock.json), never from a CDN.
+scripts/vendor_web.sh
+
+# The dashboard test drives Debian's chromium (Playwright's own browser download does not work offline).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "==> installing chromium (apt-get) for the dashboard test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "==> chromium is missing (run as root to install it); tests/test_dashboard.py will be skipped"
+  fi
+fi

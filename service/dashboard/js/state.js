@@ -1,0 +1,49 @@
+// The view: filters and panel options, kept in the URL so that a view can be shared (?region=West&...).
+import { addDays } from "./format.js";
+
+export const FILTERS = ["region", "category", "product", "salesman", "state", "start", "end"];
+export const OPTIONS = { grain: "monthly", fc_level: "", fc_series: "", fc_freq: "D" };
+const MEMBER_FILTERS = ["region", "category", "product", "salesman", "state"];
+const DEFAULT_DAYS = 365;
+
+export const view = { ...Object.fromEntries(FILTERS.map((name) => [name, ""])), ...OPTIONS };
+// The data's own span (from /analytics/meta), for the default date range: the last year of sales.
+export const dataSpan = { first: null, last: null };
+
+export function readUrl() {
+  const search = new URLSearchParams(window.location.search);
+  for (const name of Object.keys(view)) view[name] = search.get(name) ?? (OPTIONS[name] ?? "");
+}
+
+export function writeUrl() {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(view)) {
+    if (value && value !== OPTIONS[name]) search.set(name, value);
+  }
+  const text = search.toString();
+  window.history.replaceState(null, "", `${window.location.pathname}${text ? `?${text}` : ""}`);
+}
+
+// The date range every panel uses: the chosen one, else the last year up to the last sale.
+export function period() {
+  const end = view.end || dataSpan.last;
+  const start = view.start || (end ? addDays(end, -DEFAULT_DAYS + 1) : null);
+  return { start, end };
+}
+
+export function memberFilters() {
+  return Object.fromEntries(MEMBER_FILTERS.filter((name) => view[name]).map((name) => [name, view[name]]));
+}
+
+// Parameters of a report that takes a date range (start/end) or a day (as_of).
+export const rangeParams = (extra = {}) => ({ ...memberFilters(), ...period(), ...extra });
+export const asOfParams = (extra = {}) => ({ ...memberFilters(), as_of: period().end, ...extra });
+
+// The same filters as /analytics/query filters.
+export function queryFilters() {
+  return Object.entries(memberFilters()).map(([member, value]) => ({ member, operator: "equals", values: [value] }));
+}
+export function queryDateRange() {
+  const { start, end } = period();
+  return start && end ? [start, end] : null;
+}
