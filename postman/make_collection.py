@@ -38,6 +38,7 @@ VARIABLES = {
 # Postman.
 COMMON_REPORT_PARAMS = {
     "region",
+    "country",
     "state",
     "category",
     "subcategory",
@@ -89,6 +90,8 @@ class Example:
     query: list[tuple[str, str, bool]] = field(default_factory=list)
     """(name, value, enabled) query parameters."""
     with_key: bool = True
+    json_answer: bool = True
+    """False for downloads (CSV, xlsx): the test then checks the status and words only."""
 
 
 def _schema_example(spec: dict[str, Any], name: str) -> Any:
@@ -110,6 +113,7 @@ def curated(spec: dict[str, Any]) -> dict[tuple[str, str], list[Example]]:
     paths = spec["paths"]
     segment = paths["/segment"]["post"]
     forecast = paths["/forecast"]["post"]
+    customers = paths["/predict/customers"]["post"]
     sales_batch = _schema_example(spec, "SalesBatch")
     return {
         ("post", "/forecast"): [
@@ -148,6 +152,68 @@ def curated(spec: dict[str, Any]) -> dict[tuple[str, str], list[Example]]:
                 words=("NOPE-1",),
             ),
             Example("Segment with neither ids nor features (400)", {}, status=400, words=("exactly one",)),
+        ],
+        ("post", "/predict/customers"): [
+            Example(
+                "Predict customers by id: purchases and spend in 90 days, lifetime value",
+                {"customer_ids": _property_example(customers, "customer_ids"), "horizon_days": 90},
+            ),
+            Example(
+                "Predict customers by purchase summary",
+                {"customers": _property_example(customers, "customers")},
+            ),
+            Example(
+                "Predict an unknown customer id (404)",
+                {"customer_ids": ["NOPE-1"]},
+                status=404,
+                words=("NOPE-1",),
+            ),
+        ],
+        ("get", "/export/report/{name}.{fmt}"): [
+            Example(
+                "Download a report as CSV",
+                path="/export/report/sales-by-state.csv",
+                json_answer=False,
+                words=("state",),
+            ),
+            Example("Download an unknown report (404)", path="/export/report/nope.csv", status=404),
+        ],
+        ("post", "/export/query.{fmt}"): [
+            Example(
+                "Download a query as CSV",
+                {"measures": ["revenue"], "dimensions": ["region"]},
+                path="/export/query.csv",
+                json_answer=False,
+                words=("region",),
+            ),
+        ],
+        ("get", "/admin/warehouse"): [
+            Example("Warehouse: row counts and sales range"),
+            Example("Warehouse without the API key (401)", status=401, words=("API key",), with_key=False),
+        ],
+        ("post", "/admin/import"): [
+            Example(
+                "Import a file that isn't there (422)",
+                {"file": "/no/such/orders.csv", "mapping": "/no/such/mapping.yaml"},
+                status=422,
+                words=("not an existing file",),
+            ),
+        ],
+        ("post", "/admin/import-goals"): [
+            Example(
+                "Import a goal plan that isn't there (422)",
+                {"file": "/no/such/plan.csv"},
+                status=422,
+                words=("not an existing file",),
+            ),
+        ],
+        ("post", "/admin/snapshot"): [
+            Example(
+                "Snapshot to a relative path (422)",
+                {"path": "copy.duckdb"},
+                status=422,
+                words=("absolute path",),
+            ),
         ],
         ("get", "/customers/{customer_id}"): [
             Example("Customer profile", path="/customers/{{customerId}}"),
@@ -260,7 +326,8 @@ def _request_item(method: str, path: str, operation: dict[str, Any], example: Ex
     description = (operation.get("description") or operation.get("summary") or "").strip()
     if description:
         request["description"] = " ".join(description.split())
-    json_body = path not in INFRASTRUCTURE_PATHS  # the probes answer an empty body, /metrics text
+    # The probes answer an empty body, /metrics text, downloads CSV or xlsx.
+    json_body = path not in INFRASTRUCTURE_PATHS and example.json_answer
     return {
         "name": example.name,
         "event": [

@@ -44,7 +44,7 @@ stop() {
   pid="$(cat data/service.pid)"
   # bentoml serve runs the API in child processes: stop the whole group it leads, then wait for all of it.
   local family
-  family="$pid $(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')"
+  family="$pid $( (pgrep -P "$pid" 2>/dev/null || true) | tr '\n' ' ')"  # none: a stale pid file
   kill -TERM $family 2>/dev/null || true
   for _ in $(seq 1 60); do
     alive=0

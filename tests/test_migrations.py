@@ -1,5 +1,6 @@
-"""A warehouse made by an older salespulse opens with the current code: migrated on a writable open, in one
-transaction, and refused with a clear message on a read-only one."""
+"""A warehouse made by an older salespulse opens with the current code: migrated on open, in one transaction
+(a read-only open migrates through a short writable one first; when another process holds the file, it says
+how to migrate)."""
 
 from __future__ import annotations
 
@@ -123,14 +124,23 @@ def test_a_migrated_warehouse_takes_new_lines_and_opens_read_only(tmp_path: Path
         assert line_geography(con)[("O-3", 1)][:5] == ("Lyon", None, None, None, "France")
 
 
-def test_a_read_only_open_of_an_old_warehouse_says_how_to_migrate(tmp_path: Path) -> None:
+def test_a_read_only_open_of_an_old_warehouse_migrates_it_first(tmp_path: Path) -> None:
+    # What `salespulse data info` does on a checkout upgraded under an existing warehouse.
     path = tmp_path / "old.duckdb"
     make_version_0_warehouse(path)
-    with pytest.raises(WarehouseOutdated, match="open it once writable to migrate") as raised:
-        connect(path, read_only=True)
+    with connect(path, read_only=True) as con:
+        assert stored_version(con) == SCHEMA_VERSION
+        assert "ship_city" in [row[0] for row in con.execute("DESCRIBE order_lines").fetchall()]
+
+
+def test_an_old_warehouse_held_by_another_process_says_how_to_migrate(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    make_version_0_warehouse(path)
+    # A read-only connection can't migrate (another process holding the file forces one): it says how.
+    outdated = pytest.raises(WarehouseOutdated, match="open it once writable to migrate")
+    with duckdb.connect(str(path), read_only=True) as raw, outdated as raised:
+        migrations.require_current(raw, path)
     assert raised.value.version == 0
-    with duckdb.connect(str(path), read_only=True) as con:  # and it left the file as it was
-        assert "city" not in [row[0] for row in con.execute("DESCRIBE order_lines").fetchall()]
     migrations.main([str(path)])
     with connect(path, read_only=True) as con:
         assert stored_version(con) == SCHEMA_VERSION

@@ -302,6 +302,8 @@ class Forecaster:
         future = pd.date_range(panel.last_date, periods=days + 1, freq=_pandas_freq(self.freq))[1:]
         planned = self._planned(panel, future, discounts, promotions)
         median, mean = self.predict_panel(panel, days, planned)
+        if promotions and self.method != LIGHTGBM:
+            median, mean = self._with_promotion_lift(panel, future, planned, median, mean)
         scale = self.interval_scale(panel, future)
         if freq == self.freq:
             columns = {HEADLINE: mean, MEAN: mean, MEDIAN: median}
@@ -318,6 +320,26 @@ class Forecaster:
             {"unique_id": np.repeat(panel.ids, h), "ds": np.tile(starts, len(panel.ids))}
             | {name: values.reshape(-1) for name, values in _ordered(columns).items()}
         )
+
+    def _with_promotion_lift(
+        self,
+        panel: Panel,
+        future: pd.DatetimeIndex,
+        planned: np.ndarray,
+        median: np.ndarray,
+        mean: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A statistical (or combined) forecast knows nothing of prices: give it the lift the boosters, which
+        learnt the price response, see between the planned and the usual discounts, day by day."""
+        usual = self._planned(panel, future, None, ())
+        planned_median, planned_mean = self._predict_boosters(panel, len(future), planned)
+        _, usual_mean = self._predict_boosters(panel, len(future), usual)
+        lift = np.divide(planned_mean, usual_mean, out=np.ones_like(planned_mean), where=usual_mean > 0)
+        if self.method != COMBINATION:
+            return median * lift, mean * lift
+        # The average's booster half already has the planned prices: lift its statistical half only.
+        statistical_median, statistical_mean = 2 * median - planned_median, 2 * mean - planned_mean
+        return (planned_median + statistical_median * lift) / 2, (planned_mean + statistical_mean * lift) / 2
 
     def _check_request(self, freq: str, h: int, levels: Sequence[float]) -> None:
         if freq not in self.frequencies:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from salespulse.config import get_settings
-from salespulse.warehouse.migrations import migrate, require_current
+from salespulse.warehouse.migrations import WarehouseOutdated, migrate, require_current
 from salespulse.warehouse.owner import WarehouseMissing, locked_error
 from salespulse.warehouse.schema import ALL_TABLES
 
@@ -53,6 +53,12 @@ def connect(path: Path | str | None = None, *, read_only: bool = False) -> duckd
             require_current(con, target)
         else:
             create_schema(con, target)
+    except WarehouseOutdated:
+        # Existing warehouses migrate on open, read-only opens too: migrate through a short writable
+        # connection (it fails with WarehouseLocked if another process holds the file), then read.
+        con.close()
+        connect(target).close()
+        return connect(target, read_only=True)
     except BaseException:
         con.close()
         raise
