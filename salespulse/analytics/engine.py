@@ -173,6 +173,7 @@ class AnalyticsEngine:
                 or not rollups.rollups_exist(con)
                 or stored.get("fingerprint") != current.encode()
                 or stored.get("products") != products
+                or stored.get("definitions") != rollups.definitions_digest()
                 or not rollups.customers_agree(con)
             )
             if stale:
@@ -180,7 +181,8 @@ class AnalyticsEngine:
                     rollups.build(con)
                     uniform = rollups.uniform_fields(con)
                     state = {"fingerprint": current.encode(), "uniform": ",".join(sorted(uniform))}
-                    rollups.write_state(con, {**state, "products": products})
+                    definitions = rollups.definitions_digest()
+                    rollups.write_state(con, {**state, "products": products, "definitions": definitions})
             else:
                 uniform = frozenset(filter(None, stored.get("uniform", "").split(",")))
             self._fingerprint = current

@@ -21,6 +21,7 @@ the rollups rebuilt.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,6 +171,11 @@ def write_state(con: duckdb.DuckDBPyConnection, values: dict[str, str]) -> None:
     con.execute(
         f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES {rows}", [x for item in values.items() for x in item]
     )
+
+
+def definitions_digest() -> str:
+    """A digest of the rollups' declarations: rollups built by other declarations are rebuilt on start."""
+    return hashlib.md5(repr(ROLLUPS).encode()).hexdigest()
 
 
 def rollups_exist(con: duckdb.DuckDBPyConnection) -> bool:

@@ -707,7 +707,10 @@ ROLLUPS: tuple[Rollup, ...] = (
     Rollup(
         "agg_customer",
         None,
-        ("customer_id", "region", "country", "state", "city", "zip"),
+        # Keyed by the customer alone: with geography on the order line, one customer's rows per ship-to
+        # could not answer his distinct counts (purchase days) and churn, RFM and lifetime value would read
+        # the order lines. A report filtered by geography reads agg_month_customer or the lines instead.
+        ("customer_id",),
         (*ADDITIVE, "orders", "purchase_days", "first_sale", "last_sale"),
         "Customers over all time (RFM, lifetime value, churn).",
     ),
