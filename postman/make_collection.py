@@ -51,8 +51,10 @@ COMMON_REPORT_PARAMS = {
     "end",
     "as_of",
 }
-# BentoML's own endpoints: no key, and no JSON (the probes answer an empty body, /metrics Prometheus text).
+# BentoML's probes and /metrics: no JSON (the probes answer an empty body, /metrics Prometheus text). The
+# probes need no key; /metrics is keyed like a read (SALESPULSE_READ_ACCESS=keyed), so it sends the key.
 INFRASTRUCTURE_PATHS = {"/healthz", "/livez", "/readyz", "/metrics"}
+UNKEYED_PATHS = {"/healthz", "/livez", "/readyz"}
 
 FOLDERS = [
     ("Predictions", "POST /forecast and POST /segment (BentoML APIs)."),
@@ -128,9 +130,9 @@ def curated(spec: dict[str, Any]) -> dict[tuple[str, str], list[Example]]:
             ),
             Example("Forecast the total, 7 days", {"level": "total", "series": ["total"], "horizon": 7}),
             Example(
-                "Forecast with horizon 0 (400)",
+                "Forecast with horizon 0 (422)",
                 {"level": "category", "series": ["Technology"], "horizon": 0},
-                status=400,
+                status=422,
                 words=("horizon",),
             ),
             Example(
@@ -151,7 +153,7 @@ def curated(spec: dict[str, Any]) -> dict[tuple[str, str], list[Example]]:
                 status=404,
                 words=("NOPE-1",),
             ),
-            Example("Segment with neither ids nor features (400)", {}, status=400, words=("exactly one",)),
+            Example("Segment with neither ids nor features (422)", {}, status=422, words=("exactly one",)),
         ],
         ("post", "/predict/customers"): [
             Example(
@@ -285,7 +287,7 @@ def derived(path: str, method: str, operation: dict[str, Any]) -> Example:
         enabled = parameter["name"] not in COMMON_REPORT_PARAMS
         query.extend((parameter["name"], value, enabled) for value in _query_value(examples[0]))
     name = operation.get("summary") or f"{method.upper()} {path}"
-    return Example(name, query=query, with_key=path not in INFRASTRUCTURE_PATHS)
+    return Example(name, query=query, with_key=path not in UNKEYED_PATHS)
 
 
 def _test_script(example: Example, json_body: bool) -> list[str]:

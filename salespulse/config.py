@@ -12,6 +12,7 @@ from (the folder holding its ``pyproject.toml``), else the current directory.
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -94,6 +95,12 @@ class Settings(BaseSettings):
     )
     forecast_horizon_days: int = Field(28, ge=1, description="Default forecast horizon of daily models.")
     forecast_horizon_weeks: int = Field(8, ge=1, description="Default forecast horizon of weekly models.")
+    forecast_reconciliation: Literal["bottom_up", "mint_wls_struct", "mint_ols", "none"] = Field(
+        "bottom_up",
+        description="How the total, region, category and category x region forecasts are made to add up "
+        "(salespulse.modeling.hierarchy). `train all` backtests each and says which is best: bottom-up on "
+        "the sample (mean WAPE 0.118 over the levels, MinTrace 0.120, unreconciled 0.122).",
+    )
 
     # Service.
     api_key: SecretStr | None = Field(
@@ -124,6 +131,39 @@ class Settings(BaseSettings):
         Path("data/.api-key"), description="Where `make run` keeps the generated API key (mode 0600)."
     )
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of GET /metrics (header 'Authorization: Bearer <token>'), for a Prometheus "
+        "scraper that should not hold the API key; the API key is accepted too. Unset: /metrics follows "
+        "SALESPULSE_READ_ACCESS.",
+    )
+    service_log_max_bytes: int = Field(
+        10_000_000, ge=10_000, description="Size at which scripts/service.sh rotates data/service.log."
+    )
+    service_log_backups: int = Field(
+        5, ge=1, le=100, description="Rotated service logs kept (service.log.1 is the newest)."
+    )
+
+    # Sanity bounds on what clients send (salespulse/bounds.py applies them at every entry point: request
+    # bodies, report parameters, queries, real-time sales and file imports).
+    earliest_date: date = Field(
+        date(1900, 1, 1), description="Earliest date a request, report parameter or sale may name."
+    )
+    latest_date: date = Field(
+        date(2199, 12, 31), description="Latest date a request, report parameter or sale may name."
+    )
+    max_line_quantity: int = Field(
+        1_000_000, ge=1, le=2_000_000_000, description="Largest quantity of one order line."
+    )
+    max_unit_price: float = Field(
+        1e9, gt=0, le=1e15, description="Largest unit price (or cost) of a product."
+    )
+    max_line_revenue: float = Field(
+        1e9,
+        gt=0,
+        le=1e15,
+        description="Largest revenue (or cost) of one order line: a line above it would swamp every total.",
+    )
 
     # Analytics (salespulse/analytics, mounted at /analytics).
     analytics_rollups: bool = Field(
@@ -144,6 +184,12 @@ class Settings(BaseSettings):
         description="Seconds without a POST /analytics/sales batch after which the service folds the "
         "rollups' delta rows and checkpoints the warehouse.",
     )
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Settings:
+        if self.earliest_date >= self.latest_date:
+            raise ValueError("earliest_date must be before latest_date")
+        return self
 
     @model_validator(mode="after")
     def _resolve_from_home(self) -> Settings:

@@ -13,11 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from salespulse.bounds import SaneDate, StrictFloat, identifier
 from salespulse.features.customers import FEATURE_DESCRIPTIONS, FEATURE_MINIMUMS, SUMMARY_DESCRIPTIONS
 from salespulse.features.series import MAX_HORIZON, Level, ServingFreq
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# Request values are strict (a JSON string "3" is refused, not coerced; numbers are finite) and ids are plain
+# text on one line (salespulse.bounds).
+CustomerId = identifier(128)
+SeriesKey = identifier(200)
+ProductOrCategory = identifier(64)
 
 # ============================================================================================ errors
 
@@ -41,7 +48,8 @@ class CustomerFeatures(BaseModel):
     """Raw feature values of one customer, for systems that keep their own customer data.
 
     Whole numbers are welcome: counts (``frequency``) and day spans (``recency_days``, ``tenure_days``) are
-    naturally integers and money often is; every value is held as a float, as the model takes it.
+    naturally integers and money often is; every value is held as a float, as the model takes it. Text
+    ("12") is refused, not read as a number.
     """
 
     model_config = ConfigDict(
@@ -59,16 +67,20 @@ class CustomerFeatures(BaseModel):
         },
     )
 
-    customer_id: str | None = Field(None, max_length=128, description="Echoed back; optional.")
-    recency_days: float = Field(
+    customer_id: CustomerId | None = Field(None, description="Echoed back; optional.")
+    recency_days: StrictFloat = Field(
         ge=FEATURE_MINIMUMS["recency_days"], description=FEATURE_DESCRIPTIONS["recency_days"]
     )
-    frequency: float = Field(ge=FEATURE_MINIMUMS["frequency"], description=FEATURE_DESCRIPTIONS["frequency"])
-    monetary: float = Field(ge=FEATURE_MINIMUMS["monetary"], description=FEATURE_DESCRIPTIONS["monetary"])
-    tenure_days: float = Field(
+    frequency: StrictFloat = Field(
+        ge=FEATURE_MINIMUMS["frequency"], description=FEATURE_DESCRIPTIONS["frequency"]
+    )
+    monetary: StrictFloat = Field(
+        ge=FEATURE_MINIMUMS["monetary"], description=FEATURE_DESCRIPTIONS["monetary"]
+    )
+    tenure_days: StrictFloat = Field(
         ge=FEATURE_MINIMUMS["tenure_days"], description=FEATURE_DESCRIPTIONS["tenure_days"]
     )
-    avg_order_value: float = Field(
+    avg_order_value: StrictFloat = Field(
         ge=FEATURE_MINIMUMS["avg_order_value"], description=FEATURE_DESCRIPTIONS["avg_order_value"]
     )
 
@@ -117,11 +129,11 @@ class CustomerSummary(BaseModel):
         },
     )
 
-    customer_id: str | None = Field(None, max_length=128, description="Echoed back; optional.")
-    frequency: float = Field(ge=0, description=SUMMARY_DESCRIPTIONS["frequency"])
-    recency: float = Field(ge=0, description=SUMMARY_DESCRIPTIONS["recency"])
-    T: float = Field(ge=0, description=SUMMARY_DESCRIPTIONS["T"])
-    monetary_value: float = Field(ge=0, description=SUMMARY_DESCRIPTIONS["monetary_value"])
+    customer_id: CustomerId | None = Field(None, description="Echoed back; optional.")
+    frequency: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["frequency"])
+    recency: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["recency"])
+    T: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["T"])
+    monetary_value: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["monetary_value"])
 
     @model_validator(mode="after")
     def _age_covers_recency(self) -> CustomerSummary:
@@ -201,11 +213,11 @@ class PlannedPromotion(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    product_id: str | None = Field(None, min_length=1, max_length=64, examples=["P-00012"])
-    category: str | None = Field(None, min_length=1, max_length=64, examples=["Technology"])
-    discount: float = Field(gt=0, lt=0.95, description="Price cut as a fraction: 0.2 is 20% off.")
-    start: date
-    end: date
+    product_id: ProductOrCategory | None = Field(None, examples=["P-00012"])
+    category: ProductOrCategory | None = Field(None, examples=["Technology"])
+    discount: StrictFloat = Field(gt=0, lt=0.95, description="Price cut as a fraction: 0.2 is 20% off.")
+    start: SaneDate
+    end: SaneDate
 
     @model_validator(mode="after")
     def _one_target_and_ordered_days(self) -> PlannedPromotion:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start, stop or restart the service in the background (pid in data/service.pid, log in data/service.log).
+# Start, stop or restart the service in the background (pid in data/service.pid, log in data/service.log,
+# rotated by size: scripts/rotating_log.py, SALESPULSE_SERVICE_LOG_MAX_BYTES and _BACKUPS).
 # `start` waits for this very instance (its id in /health), not for an old one still draining; `stop` waits
 # until the old processes are gone, so the new one can take the warehouse.
 set -euo pipefail
@@ -14,8 +15,10 @@ start() {
   local instance
   instance="$(python3 -c 'import secrets; print(secrets.token_hex(6))')"
   echo "==> starting the service on $url (log: data/service.log)"
+  # One writer rotates the log for every process of the service (they share the pipe); $! is the service.
+  # The writer holds none of this script's outputs open (`make run | tee` ends when the script does).
   SALESPULSE_INSTANCE_ID="$instance" nohup salespulse serve run --host "$host" --port "$port" \
-    > data/service.log 2>&1 &
+    > >(python scripts/rotating_log.py data/service.log > /dev/null 2>> data/service.log.errors) 2>&1 &
   echo $! > data/service.pid
   for _ in $(seq 1 240); do
     if [ "$(answering_instance)" = "$instance" ] && curl -fs "$url/readyz" >/dev/null 2>&1; then

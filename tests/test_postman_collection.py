@@ -135,7 +135,7 @@ def test_collection_is_a_postman_v2_1_collection_with_a_test_on_every_request() 
     assert len(names) == len(set(names)), "request names repeat within a folder"
     # The bad-input examples the collection documents.
     statuses = {r.item["name"]: r.expectation().status for r in REQUESTS}
-    assert statuses["Forecast with horizon 0 (400)"] == 400
+    assert statuses["Forecast with horizon 0 (422)"] == 422
     assert statuses["Query an unknown measure (422)"] == 422
 
 

@@ -15,7 +15,6 @@ the zip. Elsewhere nothing is checked and everything is kept as written.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Annotated, Literal, Self
@@ -34,20 +33,29 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from salespulse.bounds import (
+    LineAmount,
+    LineQuantity,
+    StrictFloat,
+    StrictInt,
+    UnitPrice,
+    check_datetime,
+    check_identifier,
+    line_revenue_error,
+)
 from salespulse.dataset.geography import REGION_OF_STATE, REGIONS, state_code, zip_table
 from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS, UNITED_STATES, US_SPELLINGS
 
 REVENUE_TOLERANCE = 0.01  # the file import's tolerance between revenue and quantity x price x (1 - discount)
 MAX_BATCH_LINES = 100_000  # an absolute cap; the engine enforces the configured (smaller) one
 
-Key = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Ids are plain text on one line (no NUL, newline or other control character: salespulse.bounds).
+Key = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(check_identifier),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise PydanticCustomError("finite", "must be a finite number", {})
-    return value
 
 
 def _country(value: str) -> str:
@@ -99,18 +107,20 @@ def _region_in_its_country(value: str, info: ValidationInfo) -> str:
 
 
 def _plain_time(value: datetime) -> datetime:
-    """The warehouse stores naive timestamps; an aware one is converted to UTC first."""
+    """The warehouse stores naive timestamps; an aware one is converted to UTC first. The day must be within
+    the supported dates (salespulse.bounds)."""
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
-    if not 1900 <= value.year <= 2200:
-        raise PydanticCustomError("ordered_at", "{year} is not a plausible year", {"year": value.year})
-    return value
+    return check_datetime(value)
 
 
-Money = Annotated[float, Field(ge=0, le=1e12), AfterValidator(_finite)]
+# Numbers are strict (a JSON string "3" is refused, not coerced) and finite, within the sanity bounds of
+# salespulse.bounds (settings): one line of quantity 1e7 x price 1e12 would swamp every total.
+Price = Annotated[UnitPrice, Field(ge=0)]
+Amount = Annotated[LineAmount, Field(ge=0)]
 Country = Annotated[Text, AfterValidator(_country)]
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
+Latitude = Annotated[StrictFloat, Field(ge=-90, le=90)]
+Longitude = Annotated[StrictFloat, Field(ge=-180, le=180)]
 
 
 class Strict(BaseModel):
@@ -119,7 +129,9 @@ class Strict(BaseModel):
 
 class SaleLine(Strict):
     order_id: Key
-    line: int = Field(ge=1, le=1_000_000, description="Line number within the order; with order_id, the key.")
+    line: StrictInt = Field(
+        ge=1, le=1_000_000, description="Line number within the order; with order_id, the key."
+    )
     ordered_at: Annotated[datetime, AfterValidator(_plain_time)]
     customer_id: Key
     product_id: Key
@@ -128,14 +140,18 @@ class SaleLine(Strict):
     channel: Literal["direct", "trade"] | None = Field(
         None, description="Defaults to 'trade' when a distributor is named, else 'direct'."
     )
-    quantity: int = Field(gt=0, le=10_000_000)
-    unit_price: Money
-    discount: Annotated[float, Field(ge=0, lt=1), AfterValidator(_finite)] = 0.0
-    revenue: Money | None = Field(None, description="Defaults to quantity x unit_price x (1 - discount).")
-    cost: Money | None = None
-    profit: Annotated[float, AfterValidator(_finite)] | None = Field(
-        None, description="Defaults to revenue - cost when the cost is given."
+    quantity: Annotated[LineQuantity, Field(gt=0)] = Field(
+        description="At most SALESPULSE_MAX_LINE_QUANTITY (default 1,000,000)."
     )
+    unit_price: Price = Field(description="At most SALESPULSE_MAX_UNIT_PRICE (default 1e9).")
+    discount: Annotated[StrictFloat, Field(ge=0, lt=1)] = 0.0
+    revenue: Amount | None = Field(
+        None,
+        description="Defaults to quantity x unit_price x (1 - discount); at most SALESPULSE_MAX_LINE_REVENUE "
+        "(default 1e9), given or derived.",
+    )
+    cost: Amount | None = None
+    profit: StrictFloat | None = Field(None, description="Defaults to revenue - cost when the cost is given.")
     # Where the line was shipped to; without any of it, the line takes its customer's address.
     ship_city: Text | None = None
     ship_country: Country | None = Field(None, description="As written; US spellings become 'United States'.")
@@ -151,6 +167,9 @@ class SaleLine(Strict):
     @model_validator(mode="after")
     def _check_revenue(self) -> Self:
         expected = self.quantity * self.unit_price * (1 - self.discount)
+        too_much = line_revenue_error(expected if self.revenue is None else max(self.revenue, expected))
+        if too_much is not None:
+            raise too_much
         if self.revenue is not None and abs(self.revenue - expected) > REVENUE_TOLERANCE * max(
             expected, 0.01
         ):
@@ -185,8 +204,8 @@ class ProductInfo(Strict):
     product_name: Text | None = None
     category: Text | None = None
     subcategory: Text | None = None
-    list_price: Money | None = None
-    unit_cost: Money | None = None
+    list_price: Price | None = None
+    unit_cost: Price | None = None
 
 
 def _unique(items: list, key: str, what: str) -> list:

@@ -21,6 +21,7 @@ from salespulse.analytics.semantic import (
     Limits,
     Operator,
 )
+from salespulse.bounds import FiniteFloat, Int64, SaneDate
 
 LIMITS = Limits()
 TIME_OUTPUT = "period"
@@ -69,7 +70,7 @@ def _known_member(name: str) -> str:
 MeasureName = Annotated[str, AfterValidator(_known_measure)]
 DimensionName = Annotated[str, AfterValidator(_known_dimension)]
 MemberName = Annotated[str, AfterValidator(_known_member)]
-FilterValue = str | int | float | None
+FilterValue = str | Int64 | FiniteFloat | None  # NaN and infinities would silently match nothing
 
 
 def check_range(value: tuple[date, date] | None, field: str = "date_range") -> tuple[date, date] | None:
@@ -82,7 +83,8 @@ def check_range(value: tuple[date, date] | None, field: str = "date_range") -> t
     return value
 
 
-DateRange = Annotated[tuple[date, date], AfterValidator(check_range)]
+# Each day within the supported dates (salespulse.bounds); a report's own queries (INTERNAL) are exempt.
+DateRange = Annotated[tuple[SaneDate, SaneDate], AfterValidator(check_range)]
 
 
 class Strict(BaseModel):

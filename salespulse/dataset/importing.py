@@ -43,6 +43,7 @@ from time import perf_counter
 import duckdb
 from rich.console import Console
 
+from salespulse.bounds import CONTROL_CHARACTERS_SQL
 from salespulse.config import get_settings
 from salespulse.dataset.geography import REGION_OF_STATE, STATE_NAMES, state_code, zip_table
 from salespulse.dataset.mapping import (
@@ -132,6 +133,8 @@ FIELD_KINDS: dict[str, Kind] = {
     "profit": Kind.NUMBER,
 }  # every other field is TEXT
 POSITIVE_FIELDS = ("line", "quantity")
+# Identifiers: plain text on one line (no NUL, newline or other control character), as in real-time ingest.
+ID_FIELDS = ("order_id", "line_id", "customer_id", "product_id", "salesman_id", "distributor_id")
 COORDINATE_RANGES = {"latitude": 90, "longitude": 180}  # degrees either side of 0
 # Needed on every row when the mapping provides them.
 REQUIRED_WHEN_MAPPED = (*REQUIRED_FIELDS, "line", "line_id")
@@ -833,6 +836,7 @@ def _errors(mapping: Mapping, conversions: Conversions) -> str:
     if all(mapping.provides(field) for field in PRICE_FIELDS):
         checks.extend(_price_checks(mapping))
     checks.append(_future_check(mapping, conversions))
+    checks.extend(_bound_checks(mapping))
     return f"list_filter([{', '.join(checks)}], lambda e: e IS NOT NULL)"
 
 
@@ -912,6 +916,45 @@ def _future_check(mapping: Mapping, conversions: Conversions) -> str:
         f"ordered_at > TIMESTAMP '{conversions.latest.isoformat(sep=' ')}'",
         f"'''' || t_ordered_at || ''' is in the future (now is {now})'",
     )
+
+
+def _bound_checks(mapping: Mapping) -> list[str]:
+    """The sanity bounds of salespulse.bounds, from the same settings as real-time ingest's: the supported
+    dates, the largest quantity, unit price and line amount (given or derived), and ids without control
+    characters."""
+    settings = get_settings()
+    earliest = settings.earliest_date.isoformat()
+    too_early = _literal(f"' is before the earliest date accepted, {earliest} (SALESPULSE_EARLIEST_DATE)")
+    checks = [
+        _error(
+            mapping,
+            "ordered_at",
+            f"CAST(ordered_at AS DATE) < DATE '{earliest}'",
+            f"{_literal(chr(39))} || t_ordered_at || {too_early}",
+        )
+    ]
+    bounds = {
+        "quantity": (settings.max_line_quantity, "quantity of one line", "MAX_LINE_QUANTITY"),
+        "unit_price": (settings.max_unit_price, "unit price", "MAX_UNIT_PRICE"),
+        "cost": (settings.max_line_revenue, "amount of one line", "MAX_LINE_REVENUE"),
+    }
+    for field, (limit, what, setting) in bounds.items():
+        if mapping.provides(field):
+            above = _literal(f"' is above the largest {what} accepted, {limit:,.0f} (SALESPULSE_{setting})")
+            message = f"{_literal(chr(39))} || t_{field} || {above}"
+            checks.append(_error(mapping, field, f"v_{field} > {limit!r}", message))
+    # The line's revenue, given or derived: quantity x price can pass each bound and still swamp every total.
+    limit = settings.max_line_revenue
+    field = "revenue" if mapping.provides("revenue") else "unit_price"
+    above = _literal(f" is above the largest accepted, {limit:,.0f} (SALESPULSE_MAX_LINE_REVENUE)")
+    message = f"{_literal('the line revenue ')} || round(revenue, 2) || {above}"
+    checks.append(_error(mapping, field, f"revenue > {limit!r}", message))
+    for field in ID_FIELDS:
+        if mapping.provides(field):
+            condition = f"regexp_matches(t_{field}, {_literal(CONTROL_CHARACTERS_SQL)})"
+            message = "contains a control character (NUL, newline, ...); ids are plain text on one line"
+            checks.append(_error(mapping, field, condition, _literal(message)))
+    return checks
 
 
 def _error(mapping: Mapping, field: str, condition: str, message: str) -> str:

@@ -9,10 +9,11 @@ only the formats of the columns it computes itself.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
@@ -27,6 +28,7 @@ from salespulse.analytics.semantic import (
     MEASURES,
     Dimension,
 )
+from salespulse.bounds import SaneDate
 
 if TYPE_CHECKING:
     from salespulse.analytics.reports.context import ReportContext
@@ -171,11 +173,23 @@ def _build_params_model(report: Report) -> type[ReportParams]:
         constraints = {k: v for k, v in (("ge", p.ge), ("le", p.le)) if v is not None}
         examples = [p.example] if p.example is not None else None
         fields[p.name] = (
-            p.type,
+            within_supported_dates(p.type),
             Field(p.default, description=p.description, examples=examples, **constraints),
         )
     name = "".join(part.title() for part in report.name.split("-")) + "Params"
     return create_model(name, __base__=ReportParams, **fields)
+
+
+def within_supported_dates(annotation: Any) -> Any:
+    """``date`` (alone or in a union) as :data:`salespulse.bounds.SaneDate`: every date parameter of every
+    report, whichever module declares it, is refused (422 naming it) outside the supported dates, before a
+    report's date arithmetic could overflow."""
+    if annotation is date:
+        return SaneDate
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = tuple(SaneDate if member is date else member for member in get_args(annotation))
+        return Union[members]  # noqa: UP007 - built from a tuple
+    return annotation
 
 
 REGISTRY: dict[str, Report] = {}
