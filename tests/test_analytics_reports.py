@@ -21,11 +21,22 @@ from analytics_support import (
     period_start,
 )
 from pydantic import ValidationError
+from scipy.stats import spearmanr
 
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.errors import QueryError, UnknownMember
 from salespulse.analytics.reports import REGISTRY, params_model, run_report
 from salespulse.analytics.semantic import DIMENSIONS
+from salespulse.features.customers import SUMMARY_NAMES
+from salespulse.modeling.customer_value import (
+    BgNbdParameters,
+    CustomerValueParameters,
+    GammaGammaParameters,
+    customer_value_frame,
+    expected_purchase_value,
+    expected_purchases,
+    probability_alive,
+)
 
 START = "2024-07-01"
 
@@ -93,6 +104,8 @@ def test_sales_by_category(engine: AnalyticsEngine, tables: Tables, name: str, g
 @pytest.mark.parametrize(
     ("name", "by", "orders"),
     [
+        ("sales-by-country", ["country"], True),
+        ("sales-by-region", ["region"], True),
         ("sales-by-zip", ["zip"], True),
         ("sales-by-state", ["state"], True),
         ("sales-by-state-zip", ["state", "zip"], True),
@@ -588,8 +601,40 @@ def test_new_vs_repeat_customers(engine: AnalyticsEngine, tables: Tables) -> Non
     assert any("2023-04-23" in note for note in result["notes"])
 
 
-def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
-    as_of = pd.Timestamp("2025-04-30")
+# The customer-value model's parameters as the service hands them to the engine (days; plausible values,
+# not fitted: the closed forms are checked against PyMC-Marketing in test_customer_value).
+CUSTOMER_MODEL = CustomerValueParameters(
+    BgNbdParameters(r=0.8, alpha=40.0, a=0.6, b=4.0), GammaGammaParameters(p=4.0, q=3.5, v=600.0)
+)
+
+
+@pytest.fixture
+def with_customer_model(engine: AnalyticsEngine) -> Iterator[AnalyticsEngine]:
+    engine.use_customer_model(lambda: CUSTOMER_MODEL)
+    yield engine
+    engine.use_customer_model(None)
+
+
+def pandas_summary(lines: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The BTYD purchase summary by its documented definitions: days with a purchase; frequency = repeat
+    days, recency = first to last day, T = first day to as_of, monetary value = mean revenue of the repeat
+    days (0 without one, never below 0)."""
+    days = lines.groupby(["customer_id", "day"])["revenue"].sum().reset_index().sort_values("day")
+    grouped = days.groupby("customer_id")
+    repeats = grouped["day"].count() - 1
+    repeat_revenue = grouped["revenue"].sum() - grouped["revenue"].first()
+    return pd.DataFrame(
+        {
+            "frequency": repeats.astype(float),
+            "recency": (grouped["day"].max() - grouped["day"].min()).dt.days.astype(float),
+            "T": (as_of - grouped["day"].min()).dt.days.astype(float),
+            "monetary_value": (repeat_revenue / repeats.replace(0, np.nan)).fillna(0.0).clip(lower=0.0),
+        }
+    )
+
+
+def _churn_candidates(tables: Tables, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """The documented window: at least 4 purchase days, gap ratio >= 2.5, at most 200 days since."""
     lines = in_range(tables.lines, None, as_of)
     stats = lines.groupby("customer_id").agg(
         purchase_days=("day", "nunique"),
@@ -604,13 +649,26 @@ def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
     stats["gap_ratio"] = since / stats["usual_gap_days"]
     # a year of revenue while active: first purchase to one usual gap after the last, at least a year
     stats["value_at_risk"] = stats["revenue"] * 365.25 / np.maximum(span + stats["usual_gap_days"], 365.25)
-    overdue, lost = stats["gap_ratio"] >= 2.5, since > 200
+    return stats, stats["gap_ratio"] >= 2.5, since > 200
+
+
+CHURN_PARAMS = {
+    "end": "2025-04-30",
+    "threshold": 2.5,
+    "lost_after_days": 200,
+    "min_purchase_days": 4,
+    "n": 50,
+}
+
+
+def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
+    """Without a customer-value model: the heuristic value at risk, and the report says so."""
+    stats, overdue, lost = _churn_candidates(tables, pd.Timestamp("2025-04-30"))
     expected = stats[overdue & ~lost].reset_index()
     expected = expected.sort_values(["value_at_risk", "customer_id"], ascending=[False, True]).head(50)
     assert (overdue & lost).any()  # the window leaves the long gone out
-    rows = report(
-        engine, "churn-risk", end="2025-04-30", threshold=2.5, lost_after_days=200, min_purchase_days=4, n=50
-    )
+    result = run_report(engine, "churn-risk", CHURN_PARAMS)
+    rows = result["rows"]
     assert_rows(
         rows,
         expected.rename(columns={"customer_id": "customer"}),
@@ -619,9 +677,47 @@ def test_churn_risk(engine: AnalyticsEngine, tables: Tables) -> None:
         ordered=True,
     )
     assert all(r["days_since_last_purchase"] <= 200 for r in rows)
+    assert result["summary"]["method"] == "heuristic" and "No customer-value model" in result["notes"][0]
 
 
-def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> None:
+def test_churn_risk_with_the_customer_model(with_customer_model: AnalyticsEngine, tables: Tables) -> None:
+    """The same window; value at risk = (1 - P(alive)) x the next year's spend if still active, from the
+    model's closed forms on an independent pandas summary."""
+    as_of = pd.Timestamp("2025-04-30")
+    stats, overdue, lost = _churn_candidates(tables, as_of)
+    summary = pandas_summary(in_range(tables.lines, None, as_of), as_of).loc[stats.index]
+    frequency, recency, T, value = (summary[name].to_numpy() for name in SUMMARY_NAMES)
+    alive = probability_alive(CUSTOMER_MODEL.purchases, frequency, recency, T)
+    # E[purchases in a year | alive] = E[purchases] / P(alive): the model's own expectation, undone.
+    purchases = expected_purchases(CUSTOMER_MODEL.purchases, frequency, recency, T, 365.25) / alive
+    yearly = purchases * expected_purchase_value(CUSTOMER_MODEL.spend, frequency, value)
+    heuristic = stats[overdue & ~lost].sort_values("value_at_risk", ascending=False).index[:10]
+    stats = stats.assign(
+        probability_alive=alive, yearly_value_if_active=yearly, value_at_risk=(1 - alive) * yearly
+    )
+    expected = stats[overdue & ~lost].reset_index()
+    expected = expected.sort_values(["value_at_risk", "customer_id"], ascending=[False, True]).head(50)
+    result = run_report(with_customer_model, "churn-risk", CHURN_PARAMS)
+    assert result["summary"]["method"].startswith("customer-value model") and result["notes"] == []
+    assert_rows(
+        result["rows"],
+        expected.rename(columns={"customer_id": "customer"}),
+        keys=["customer"],
+        columns=[
+            "purchase_days",
+            "gap_ratio",
+            "probability_alive",
+            "yearly_value_if_active",
+            "value_at_risk",
+        ],
+        ordered=True,
+    )
+    assert all(r["customer_name"] for r in result["rows"])
+    # The model reorders the heuristic's list: it weighs each customer's value by how likely they are gone.
+    assert set(expected["customer_id"].head(10)) != set(heuristic)
+
+
+def _heuristic_lifetime_values(tables: Tables, years: float) -> pd.DataFrame:
     as_of = pd.Timestamp(END)
     stats = tables.lines.groupby("customer_id").agg(
         revenue=("revenue", "sum"),
@@ -636,8 +732,14 @@ def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> Non
         * stats["orders"]
         / tenure
         * (stats["profit"] / stats["revenue"])
-        * 2.0
+        * years
     )
+    return stats
+
+
+def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> None:
+    """Without a customer-value model: the heuristic, and the report says so."""
+    stats = _heuristic_lifetime_values(tables, 2.0)
     expected = stats.reset_index().sort_values(["lifetime_value", "customer_id"], ascending=[False, True])
     result = run_report(engine, "customer-lifetime-value", {"lifetime_years": 2.0, "n": 25})
     assert_rows(
@@ -651,6 +753,72 @@ def test_customer_lifetime_value(engine: AnalyticsEngine, tables: Tables) -> Non
         stats["lifetime_value"].mean(), rel=1e-9
     )
     assert result["summary"]["customers"] == len(stats)
+    assert result["summary"]["method"] == "heuristic"
+    assert any("No customer-value model" in note for note in result["notes"])
+
+
+def _model_lifetime_values(
+    lines: pd.DataFrame, as_of: pd.Timestamp, months: int, rate: float
+) -> pd.DataFrame:
+    stats = lines.groupby("customer_id").agg(revenue=("revenue", "sum"), orders=("order_id", "nunique"))
+    summary = pandas_summary(lines, as_of).loc[stats.index]
+    predicted = customer_value_frame(
+        CUSTOMER_MODEL, summary, horizon_days=30 * months, lifetime_months=months, monthly_discount_rate=rate
+    )
+    return stats.join(predicted).reset_index()
+
+
+def test_customer_lifetime_value_with_the_customer_model(
+    with_customer_model: AnalyticsEngine, tables: Tables
+) -> None:
+    """Expected spend over the lifetime, discounted monthly, from the closed forms on a pandas summary."""
+    expected = _model_lifetime_values(tables.lines, pd.Timestamp(END), 24, 0.01)
+    expected = expected.sort_values(["lifetime_value", "customer_id"], ascending=[False, True])
+    result = run_report(with_customer_model, "customer-lifetime-value", {"lifetime_years": 2.0, "n": 25})
+    columns = ["revenue", "orders", "probability_alive", "expected_purchases", "lifetime_value"]
+    assert_rows(
+        result["rows"],
+        expected.head(25).rename(columns={"customer_id": "customer"}),
+        keys=["customer"],
+        columns=columns,
+        ordered=True,
+    )
+    summary = result["summary"]
+    assert summary["method"].startswith("customer-value model")
+    assert summary["lifetime_months"] == 24 and summary["monthly_discount_rate"] == 0.01
+    assert summary["average_lifetime_value"] == pytest.approx(expected["lifetime_value"].mean(), rel=1e-9)
+    assert summary["customers"] == len(expected)
+    # Undiscounted is worth more; a lapsed customer is worth less than his past suggests.
+    plain = run_report(
+        with_customer_model, "customer-lifetime-value", {"lifetime_years": 2.0, "monthly_discount_rate": 0}
+    )
+    assert plain["summary"]["average_lifetime_value"] > summary["average_lifetime_value"]
+    heuristic = _heuristic_lifetime_values(tables, 2.0)["lifetime_value"]
+    model = expected.set_index("customer_id")["lifetime_value"].reindex(heuristic.index)
+    assert spearmanr(heuristic, model).statistic < 0.95  # recency counts: a different ranking
+
+
+def test_customer_lifetime_value_with_the_customer_model_under_filters(
+    with_customer_model: AnalyticsEngine, tables: Tables
+) -> None:
+    """With filters and a range, the summaries are of the purchases they select, as of the end."""
+    lines = in_range(tables.lines, START, "2025-03-31")
+    lines = lines[lines["region"] == "West"]
+    expected = _model_lifetime_values(lines, pd.Timestamp("2025-03-31"), 12, 0.0)
+    expected = expected.sort_values(["lifetime_value", "customer_id"], ascending=[False, True])
+    params = {"region": ["West"], "start": START, "end": "2025-03-31", "lifetime_years": 1.0}
+    result = run_report(
+        with_customer_model, "customer-lifetime-value", params | {"monthly_discount_rate": 0, "n": 10}
+    )
+    assert_rows(
+        result["rows"],
+        expected.head(10).rename(columns={"customer_id": "customer"}),
+        keys=["customer"],
+        columns=["revenue", "orders", "probability_alive", "lifetime_value"],
+        ordered=True,
+    )
+    assert result["summary"]["customers"] == len(expected)
+    assert any("filters and range" in note for note in result["notes"])
 
 
 # --- sales force ---

@@ -174,6 +174,18 @@ SUMMARY_DESCRIPTIONS: dict[str, str] = {
 # Repeat revenue is clipped at 0 because an imported warehouse may hold returns as negative lines, and a
 # mean spend below 0 means nothing to a spend model. The first purchase day is left out of the mean, as the
 # Gamma-Gamma model expects (it models repeat spend; a first order is often unlike the later ones).
+_SUMMARY_FROM_DAYS_SQL = """
+SELECT
+    customer_id,
+    (count(*) - 1)::DOUBLE AS frequency,
+    date_diff('day', min(day), max(day))::DOUBLE AS recency,
+    date_diff('day', min(day), ({as_of})::DATE)::DOUBLE AS T,
+    greatest(coalesce((sum(revenue) - arg_min(revenue, day)) / nullif(count(*) - 1, 0), 0), 0)::DOUBLE
+        AS monetary_value
+FROM {purchase_days}
+GROUP BY customer_id
+"""
+
 _SUMMARY_SQL = """
 WITH reference AS (
     SELECT coalesce($as_of::DATE, (SELECT max(ordered_at)::DATE FROM order_lines)) AS as_of
@@ -185,17 +197,21 @@ purchase_days AS (
     WHERE l.ordered_at < (SELECT as_of FROM reference) + INTERVAL 1 DAY
     GROUP BY ALL
 )
-SELECT
-    customer_id,
-    (count(*) - 1)::DOUBLE AS frequency,
-    date_diff('day', min(day), max(day))::DOUBLE AS recency,
-    date_diff('day', min(day), any_value(reference.as_of))::DOUBLE AS T,
-    greatest(coalesce((sum(revenue) - arg_min(revenue, day)) / nullif(count(*) - 1, 0), 0), 0)::DOUBLE
-        AS monetary_value
-FROM purchase_days, reference
-GROUP BY customer_id
+{summary}
 ORDER BY customer_id
 """
+
+
+def purchase_summary_sql(purchase_days: str, as_of: str) -> str:
+    """SQL of the summary (``customer_id`` and the :data:`SUMMARY_NAMES` columns, one row per customer) of
+    ``purchase_days``: a relation of one row per customer and day with a purchase (``customer_id``, ``day``
+    a DATE, ``revenue`` the day's revenue, none after ``as_of``), measured to the SQL date expression
+    ``as_of`` (a parameter or a scalar subquery, never user text).
+
+    The one definition of the summary: :func:`purchase_summary` (what the model is trained on and serves)
+    passes the warehouse's days; the analytics reports pass the days of the sales their filters select.
+    """
+    return _SUMMARY_FROM_DAYS_SQL.format(purchase_days=purchase_days, as_of=as_of)
 
 
 def purchase_summary(
@@ -213,7 +229,8 @@ def purchase_summary(
     if customer_ids is not None:
         params["ids"] = list(customer_ids)
         id_filter = _ID_FILTER
-    frame = con.execute(_SUMMARY_SQL.format(id_filter=id_filter), params).df()
+    summary = purchase_summary_sql("purchase_days", "SELECT as_of FROM reference")
+    frame = con.execute(_SUMMARY_SQL.format(id_filter=id_filter, summary=summary), params).df()
     return frame.set_index("customer_id")[list(SUMMARY_NAMES)]
 
 

@@ -1,11 +1,13 @@
 """The customer segmenter as it is served: a fitted KMeans segmentation with business names.
 
-:class:`Segmentation` is the fitted model: a scikit-learn pipeline (log1p -> StandardScaler -> KMeans),
-one :class:`Segment` (id, business name, marketing action) per cluster and the profile table of the
-segments. Its :meth:`Segmentation.assign` is the serving path: it validates the features, applies the
-pipeline's own fitted transform with NumPy and takes the nearest fitted centroid. That gives the same
-cluster as ``pipeline.predict`` (nearest centroid is all KMeans.predict does) in microseconds instead of
-the ~0.4 ms that scikit-learn's per-call input validation costs even for one row.
+:class:`Segmentation` is the fitted model: a scikit-learn pipeline (the features it clusters on ->
+log1p -> StandardScaler -> KMeans), one :class:`Segment` (id, business name, marketing action) per cluster
+and the profile table of the segments. Every segmentation takes the same input, the five
+``FEATURE_NAMES``; training chooses which of them it clusters on (``features``), so the serving contract
+does not change with that choice. Its :meth:`Segmentation.assign` is the serving path: it validates the
+features, applies the pipeline's own fitted transform with NumPy and takes the nearest fitted centroid.
+That gives the same cluster as ``pipeline.predict`` (nearest centroid is all KMeans.predict does) in
+microseconds instead of the ~0.4 ms that scikit-learn's per-call input validation costs even for one row.
 
 :class:`CustomerSegmenter` is the MLflow pyfunc face of a segmentation. It is logged as "models from code":
 the model holds a two-line code file that builds an empty ``CustomerSegmenter`` and an artifact folder that
@@ -50,14 +52,28 @@ _PROFILE_FILE = "profile.csv"
 
 
 def build_pipeline(
-    n_clusters: int, *, seed: int, n_init: int, init: str | np.ndarray = "k-means++"
+    n_clusters: int,
+    *,
+    seed: int,
+    n_init: int,
+    init: str | np.ndarray = "k-means++",
+    features: Sequence[str] = FEATURE_NAMES,
 ) -> Pipeline:
     """The unfitted segmentation pipeline; :meth:`Segmentation.assign` mirrors exactly these steps.
 
-    ``init`` may be an array of starting centroids in scaled space (then ``n_init`` should be 1).
+    The pipeline takes rows of all ``FEATURE_NAMES`` and clusters on ``features`` (a subset, in any order;
+    kept in ``FEATURE_NAMES`` order). ``init`` may be an array of starting centroids in scaled space (then
+    ``n_init`` should be 1).
     """
+    unknown = sorted(set(features) - set(FEATURE_NAMES))
+    if unknown or not features:
+        raise ValueError(
+            f"features must be a non-empty subset of {list(FEATURE_NAMES)}, got {list(features)}"
+        )
+    columns = [i for i, name in enumerate(FEATURE_NAMES) if name in features]
     return Pipeline(
         [
+            ("select", FunctionTransformer(np.take, kw_args={"indices": columns, "axis": 1})),
             ("log", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
             ("scale", StandardScaler()),
             ("kmeans", KMeans(n_clusters=n_clusters, init=init, n_init=n_init, random_state=seed)),
@@ -99,6 +115,7 @@ class Segmentation:
         self.segments: tuple[Segment, ...] = tuple(segments)
         self.profile = profile
         # Plain arrays copied out of the fitted steps, so assign() calls no scikit-learn code.
+        self._columns = np.array(_clustered_columns(pipeline), dtype=np.intp)
         scaler = pipeline.named_steps["scale"]
         self._mean = np.array(scaler.mean_, dtype=np.float64)
         self._scale = np.array(scaler.scale_, dtype=np.float64)
@@ -109,12 +126,17 @@ class Segmentation:
 
     @property
     def centroids(self) -> np.ndarray:
-        """Cluster centres in scaled space, one row per segment id."""
+        """Cluster centres in scaled space (columns: :attr:`features`), one row per segment id."""
         return self._centroids.copy()
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features the segmentation clusters on (its input is always all ``FEATURE_NAMES``)."""
+        return tuple(FEATURE_NAMES[i] for i in self._columns)
 
     def transform(self, features: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Validated features in the model's scaled space (what the pipeline's transform steps give)."""
-        return (np.log1p(validate_features(features)) - self._mean) / self._scale
+        return (np.log1p(validate_features(features)[:, self._columns]) - self._mean) / self._scale
 
     def assign(self, features: np.ndarray | pd.DataFrame) -> Assignment:
         """Segment of each row of ``features`` (columns in ``FEATURE_NAMES`` order, or a DataFrame).
@@ -136,7 +158,11 @@ class Segmentation:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.pipeline, directory / _PIPELINE_FILE)
-        description = {"features": list(FEATURE_NAMES), "segments": [asdict(s) for s in self.segments]}
+        description = {
+            "features": list(FEATURE_NAMES),
+            "clustered_on": list(self.features),
+            "segments": [asdict(s) for s in self.segments],
+        }
         (directory / _SEGMENTS_FILE).write_text(json.dumps(description, indent=2))
         self.profile.to_csv(directory / _PROFILE_FILE)
 
@@ -157,9 +183,13 @@ class Segmentation:
 
 def _check_pipeline(pipeline: Pipeline) -> None:
     steps = [name for name, _ in pipeline.steps]
-    if steps != ["log", "scale", "kmeans"]:
-        raise ValueError(f"expected the pipeline of build_pipeline() (log, scale, kmeans), got {steps}")
-    log, scaler, kmeans = (pipeline.named_steps[name] for name in steps)
+    # Models trained before the feature choice have no select step: they cluster on every feature.
+    if steps not in (["select", "log", "scale", "kmeans"], ["log", "scale", "kmeans"]):
+        raise ValueError(
+            f"expected the pipeline of build_pipeline() (select, log, scale, kmeans), got {steps}"
+        )
+    _clustered_columns(pipeline)
+    log, scaler, kmeans = (pipeline.named_steps[name] for name in ("log", "scale", "kmeans"))
     # assign() hard-codes these steps, so anything else would be served wrongly without an error.
     if getattr(log, "func", None) is not np.log1p:
         raise ValueError("expected the log step to be FunctionTransformer(np.log1p)")
@@ -167,6 +197,21 @@ def _check_pipeline(pipeline: Pipeline) -> None:
         raise ValueError("expected a StandardScaler and a KMeans step")
     if not hasattr(kmeans, "cluster_centers_"):
         raise ValueError("the pipeline is not fitted")
+
+
+def _clustered_columns(pipeline: Pipeline) -> list[int]:
+    """The columns of ``FEATURE_NAMES`` the pipeline's select step keeps (all without one)."""
+    if "select" not in pipeline.named_steps:
+        return list(range(len(FEATURE_NAMES)))
+    select = pipeline.named_steps["select"]
+    kwargs = getattr(select, "kw_args", None) or {}
+    columns = kwargs.get("indices")
+    valid = isinstance(columns, list) and columns and all(isinstance(c, int) for c in columns)
+    if getattr(select, "func", None) is not np.take or kwargs.get("axis") != 1 or not valid:
+        raise ValueError("expected the select step to be FunctionTransformer(np.take, columns, axis=1)")
+    if sorted(set(columns)) != columns or not 0 <= columns[0] <= columns[-1] < len(FEATURE_NAMES):
+        raise ValueError(f"expected increasing column indices of {len(FEATURE_NAMES)} features: {columns}")
+    return columns
 
 
 class CustomerSegmenter(mlflow.pyfunc.PythonModel):

@@ -8,9 +8,10 @@ customers; the level of a heuristic value is arbitrary):
 - the heuristic: the lifetime-value report's formula, average order value x orders per year (over the
   tenure, at least a month) x margin x 3 years, reimplemented here on the same customers (training must not
   import the analytics reports); the constant 3 years does not change ranks;
-- the segment means: each customer gets the mean holdout spend of their segment, the segments a KMeans of
-  the segmenter's own pipeline fitted on the calibration features. It is a benchmark, not a forecast: the
-  means are taken from the holdout itself, which is as much as a segmentation can say about spend.
+- the segment means: each customer gets the mean holdout spend of their segment, the segments those the
+  segmenter itself chooses on this split (features and k by holdout value separation and silhouette,
+  ``training.segmenter.train``), fitted on the calibration features. It is a benchmark, not a forecast:
+  the means are taken from the holdout itself, which is as much as a segmentation can say about spend.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
 from salespulse.features.customers import validate_features
 from salespulse.modeling.customer_value import CustomerValueParameters, predict_customers
-from salespulse.modeling.segmenter import build_pipeline
-from training.customer_value.data import CalibrationSplit
+from training.holdout import CalibrationSplit, rank_correlation
+from training.segmenter.train import (
+    DEFAULT_K_RANGE,
+    FEATURE_SETS,
+    KScore,
+    choose_by_value,
+    score_candidates,
+)
+
+__all__ = ["HoldoutScores", "holdout_scores", "rank_correlation"]
 
 HEURISTIC_LIFETIME_YEARS = 3.0
-# The middle of the segmenter's k range (5..8): what the served segmentation usually chooses.
-BENCHMARK_SEGMENTS = 6
-BENCHMARK_N_INIT = 10
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class HoldoutScores:
     model: float
     heuristic: float
     segment_means: float
+    segments: KScore  # the benchmark segmentation: its feature set and k
     customers: int
     holdout_days: int
     predicted_total: float  # the model's predicted holdout revenue of all calibration customers
@@ -50,6 +55,8 @@ class HoldoutScores:
             "holdout_spearman": self.model,
             "heuristic_holdout_spearman": self.heuristic,
             "segment_means_holdout_spearman": self.segment_means,
+            "segment_means_holdout_r2": self.segments.value_r2,
+            "benchmark_segments": float(self.segments.k),
             "holdout_customers": float(self.customers),
             "holdout_predicted_total": self.predicted_total,
             "holdout_actual_total": self.actual_total,
@@ -60,20 +67,20 @@ class HoldoutScores:
         return (
             f"holdout Spearman over {self.holdout_days} days, {self.customers:,} customers: model "
             f"{self.model:.3f}, heuristic lifetime value {self.heuristic:.3f}, segment means "
-            f"{self.segment_means:.3f}; predicted total {self.predicted_total:,.0f} vs actual "
-            f"{self.actual_total:,.0f}"
+            f"{self.segment_means:.3f} ({self.segments.feature_set}, k={self.segments.k}); predicted total "
+            f"{self.predicted_total:,.0f} vs actual {self.actual_total:,.0f}"
         )
 
 
-def holdout_scores(
-    parameters: CustomerValueParameters, split: CalibrationSplit, *, seed: int
-) -> HoldoutScores:
+def holdout_scores(parameters: CustomerValueParameters, split: CalibrationSplit) -> HoldoutScores:
     actual = split.holdout_spend.to_numpy()
     predicted = model_holdout_spend(parameters, split)
+    segments = benchmark_segmentation(split)
     return HoldoutScores(
         model=rank_correlation(predicted, actual),
         heuristic=rank_correlation(heuristic_lifetime_value(split), actual),
-        segment_means=rank_correlation(segment_mean_spend(split, seed=seed), actual),
+        segment_means=segments.value_spearman,
+        segments=segments,
         customers=len(actual),
         holdout_days=split.holdout_days,
         predicted_total=float(predicted.sum()),
@@ -95,17 +102,10 @@ def heuristic_lifetime_value(split: CalibrationSplit) -> np.ndarray:
     return average_order_value * (orders / tenure_years) * split.margin.to_numpy() * HEURISTIC_LIFETIME_YEARS
 
 
-def segment_mean_spend(split: CalibrationSplit, *, seed: int) -> np.ndarray:
-    """Each customer's segment's mean holdout spend (segments fitted on the calibration features)."""
+def benchmark_segmentation(split: CalibrationSplit) -> KScore:
+    """The segmentation the segmenter chooses on ``split``, with its value scores: ``value_spearman`` is the
+    rank correlation of each customer's segment mean of holdout spend with their own holdout spend."""
     matrix = validate_features(split.features)
+    low, high = DEFAULT_K_RANGE
     with threadpool_limits(limits=1):  # tiny data: threads cost more than they save (see the segmenter)
-        labels = build_pipeline(BENCHMARK_SEGMENTS, seed=seed, n_init=BENCHMARK_N_INIT).fit_predict(matrix)
-    means = pd.Series(split.holdout_spend.to_numpy()).groupby(labels).transform("mean")
-    return means.to_numpy()
-
-
-def rank_correlation(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Spearman's rho (ties share their mean rank); NaN when either side is constant."""
-    if np.ptp(predicted) == 0 or np.ptp(actual) == 0:
-        return float("nan")
-    return float(spearmanr(predicted, actual).statistic)
+        return choose_by_value(score_candidates(matrix, split, FEATURE_SETS, range(low, high + 1)))

@@ -25,8 +25,7 @@ from salespulse.modeling.customer_value import (
     CustomerValueModel,
     CustomerValuePredictor,
 )
-from training.customer_value.data import CalibrationSplit
-from training.customer_value.evaluate import rank_correlation
+from training.holdout import CalibrationSplit, rank_correlation
 from training.tracking import log_model_from_code
 
 INPUT_EXAMPLE_ROWS = 5

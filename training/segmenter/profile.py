@@ -11,8 +11,15 @@ from salespulse.features.customers import FEATURE_NAMES
 from salespulse.modeling.segmenter import Segment
 
 
-def segment_profile(features: pd.DataFrame, labels: np.ndarray, segments: Sequence[Segment]) -> pd.DataFrame:
-    """One row per segment id: name, action, size, shares of customers and revenue, feature means."""
+def segment_profile(
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    segments: Sequence[Segment],
+    holdout: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per segment id: name, action, size, shares of customers and revenue, feature means and, with
+    a ``holdout`` table (``train.holdout_table``), the segment's customers at the calibration cut-off and
+    their mean holdout spend: what a customer of the segment went on to spend."""
     grouped = features.groupby(labels)
     ids = pd.Index([s.segment_id for s in segments], name="segment_id")
     customers = grouped.size().reindex(ids, fill_value=0)
@@ -28,4 +35,5 @@ def segment_profile(features: pd.DataFrame, labels: np.ndarray, segments: Sequen
         },
         index=ids,
     )
-    return table.join(means)
+    table = table.join(means)
+    return table if holdout is None else table.join(holdout.reindex(ids))

@@ -19,7 +19,6 @@ from mlflow.types.schema import AnyType
 
 from salespulse.features.customers import FEATURE_NAMES
 from salespulse.modeling.segmenter import SEGMENTATION_ARTIFACT, CustomerSegmenter, Segmentation
-from training.segmenter.train import silhouette_on_sample
 from training.tracking import log_model_from_code
 
 INPUT_EXAMPLE_ROWS = 5
@@ -54,12 +53,8 @@ def log_segmenter(segmentation: Segmentation, features: pd.DataFrame, model_name
     )
 
 
-def champion_silhouette(champion: ModelVersion, features: pd.DataFrame, scaled: np.ndarray) -> float:
-    """Silhouette of the champion's own segments of ``features``, measured like the challenger's.
-
-    The champion labels the customers through its own logged pipeline; the silhouette is then taken in the
-    challenger's scaled space on the same fixed sample, so the two scores differ only by the partition.
-    """
+def champion_segment_ids(champion: ModelVersion, *frames: pd.DataFrame) -> list[np.ndarray]:
+    """The champion's segment id of every row of each of ``frames`` (feature tables), through its own
+    logged model, loaded once: what the gate scores it by, on the challenger's customers."""
     model = mlflow.pyfunc.load_model(f"models:/{champion.name}/{champion.version}")
-    labels = model.predict(features.reset_index(drop=True))["segment_id"].to_numpy()
-    return silhouette_on_sample(scaled, labels)
+    return [model.predict(frame.reset_index(drop=True))["segment_id"].to_numpy() for frame in frames]

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from salespulse.analytics.compiler import Params, dimension_on_entity, entity_sql, filter_sql
 from salespulse.analytics.query import LIMITS, Filter, Query
 from salespulse.analytics.reports.base import (
@@ -27,6 +29,7 @@ from salespulse.analytics.reports.base import (
 )
 from salespulse.analytics.reports.periods import GoalBasis, SellingCalendar, running_now
 from salespulse.analytics.semantic import DIMENSIONS, ENTITIES, FIELDS
+from salespulse.bounds import date_bounds
 
 if TYPE_CHECKING:
     from salespulse.analytics.engine import AnalyticsEngine
@@ -121,7 +124,8 @@ class ReportContext:
             end = self.as_of
         if start is None and end is None:
             return None
-        return [start or date(1900, 1, 1), end or date(2200, 12, 31)]
+        earliest, latest = date_bounds()  # an open end: the supported dates' (salespulse.bounds)
+        return [start or earliest, end or latest]
 
     def query(self, **spec: Any) -> Query:
         """A query of this report: the report's filters are added, and it may use internal dimensions."""
@@ -142,12 +146,21 @@ class ReportContext:
         ``build`` binds its own values through ``params`` and may continue the WITH list (start with a
         comma) before its SELECT.
         """
+        return self.engine.fetch(*self._statement(build, queries))
+
+    def frame(self, build: Callable[[Params], str], **queries: Query) -> pd.DataFrame:
+        """:meth:`sql`'s statement, its result as a DataFrame: for a step the SQL cannot do (a model's
+        closed forms) over every customer, without a Python dict per row."""
+        sql, values = self._statement(build, queries)
+        return self.engine.fetch_frame(sql, values)
+
+    def _statement(self, build: Callable[[Params], str], queries: dict[str, Query]) -> tuple[str, list[Any]]:
         params = Params()
         ctes = [
             f"{name} AS ({self.engine.compile(q, unlimited=True, labels=False, params=params).sql})"
             for name, q in queries.items()
         ]
-        return self.engine.fetch(f"WITH {', '.join(ctes)} {build(params)}", params.values)
+        return f"WITH {', '.join(ctes)} {build(params)}", params.values
 
     def result(self, rows: Rows, columns: dict[str, str] | None = None, **summary: Any) -> dict[str, Any]:
         formats = columns or self.report.columns
