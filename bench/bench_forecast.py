@@ -7,8 +7,10 @@ this process on one DuckDB connection, with the forecaster's own single LightGBM
 
 - ``per-request SQL`` (how /forecast read history before): the series' recent history read from the order
   lines for every request (``load_series``), then the forecast;
-- ``cached history`` (now): the level's recent history from :class:`RecentHistory` (a version check and an
-  array slice), then :meth:`Forecaster.forecast_panel` and the response payload.
+- ``cached history``: the level's recent history from :class:`RecentHistory` (a version check and an
+  array slice), then :meth:`Forecaster.forecast_panel` and the response payload;
+- ``batched`` (what /forecast does now): the same through :class:`service.forecasting.ForecastBatcher`, which
+  forecasts the requests that arrive while one runs together, as one panel (a lone request never waits).
 
 Sequential: p50 / p99 latency over ``--requests`` random series. Concurrent: ``--clients`` threads issuing
 requests back to back for ``--seconds``: requests per second of one process (one service worker shares its
@@ -34,6 +36,7 @@ from salespulse.features.series import Panel, RecentHistory, last_sale_day, load
 from salespulse.modeling.registry import registered_model_name
 from salespulse.schemas import forecast_series_payload
 from salespulse.warehouse.store import connect
+from service.forecasting import ForecastBatcher
 from training.tracking import configure_mlflow
 
 
@@ -64,7 +67,16 @@ def main() -> None:
         result = forecaster.forecast_panel(cache.panel(cursor, args.level, [series]), 28)
         forecast_series_payload(result, [series])
 
-    for label, path in (("per-request SQL", per_request_sql), ("cached history", cached_history)):
+    batcher = ForecastBatcher()
+
+    def batched(cursor, series: str) -> None:
+        result = batcher.forecast_panel(
+            forecaster, cache.panel(cursor, args.level, [series]), 28, (80, 95), "D"
+        )
+        forecast_series_payload(result, [series])
+
+    paths = (("per-request SQL", per_request_sql), ("cached history", cached_history), ("batched", batched))
+    for label, path in paths:
         sequential = _sequential(path, con, ids, args.requests)
         throughput = _concurrent(path, con, ids, args.clients, args.seconds)
         print(

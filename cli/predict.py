@@ -62,16 +62,33 @@ def forecast(
             help="Prediction interval in percent; repeat for several (default 80 and 95).", show_default=False
         ),
     ] = None,
+    freq: Annotated[
+        Literal["D", "W", "M"], typer.Option(help="D (days), W (weeks, Monday to Sunday) or M (months).")
+    ] = "D",
+    promotion: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A planned price cut (what-if): 'product_id=P-00012,discount=0.2,start=2026-12-01,"
+            "end=2026-12-14' (or category=Technology); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Daily revenue forecasts with prediction intervals, e.g.
-    `salespulse predict forecast Technology Furniture --level category --horizon 7`."""
+    """Revenue forecasts with prediction intervals, e.g.
+    `salespulse predict forecast Technology Furniture --level category --freq W --horizon 8`."""
     from salespulse.client import DEFAULT_INTERVALS
 
+    plans = [_promotion(text) for text in promotion or []]
     with _client(url) as client, _exit_on_service_errors(client):
         answer = client.forecast(
-            series, level=level, horizon=horizon, intervals=interval or DEFAULT_INTERVALS
+            series,
+            level=level,
+            horizon=horizon,
+            intervals=interval or DEFAULT_INTERVALS,
+            freq=freq,
+            promotions=plans,
         )
     if as_json:
         typer.echo(answer.model_dump_json(indent=2))
@@ -191,3 +208,22 @@ def _segment_table(answer: SegmentResponse) -> Table:
             customer.customer_id or "-", customer.segment, customer.action, f"{customer.distance:.3f}"
         )
     return table
+
+
+def _promotion(text: str) -> dict[str, object]:
+    """'product_id=P-00012,discount=0.2,start=2026-12-01,end=2026-12-14' (or category=...) as a planned
+    promotion; the service validates the names and values and names a wrong one."""
+    plan: dict[str, object] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{pair!r} is not name=value", param_hint="--promotion")
+        plan[key.strip()] = value.strip()
+    if "discount" in plan:
+        try:
+            plan["discount"] = float(str(plan["discount"]))
+        except ValueError:
+            raise typer.BadParameter(
+                f"discount {plan['discount']!r} is not a number", param_hint="--promotion"
+            ) from None
+    return plan

@@ -91,14 +91,16 @@ def train_all(seed: SeedOption = 0) -> None:
     registry entry. All of them read one consistent state of the warehouse."""
     _registry_ready()
     from training.customer_value.pipeline import run as run_customer_value
+    from training.forecaster.hierarchy import run as run_hierarchy
     from training.forecaster.pipeline import run as run_forecaster
     from training.segmenter.pipeline import run as run_segmenter
 
     with readable_warehouse() as warehouse:
+        results = {}
         for level in LEVELS:
-            console.print(
-                run_forecaster(level=level, freq="D", progress=True, warehouse=warehouse).describe()
-            )
+            results[level] = run_forecaster(level=level, freq="D", progress=True, warehouse=warehouse)
+            console.print(results[level].describe())
+        console.print(run_hierarchy(results).describe())
         console.print(run_segmenter(seed=seed, progress=True, warehouse=warehouse).describe())
         console.print(run_customer_value(seed=seed, progress=True, warehouse=warehouse).describe())
 
@@ -132,6 +134,8 @@ def _backtest_lines(run_id: str) -> list[str]:
     """A forecaster champion's backtest per frequency: its WAPE against the baselines', bias, coverage."""
     from mlflow.tracking import MlflowClient
 
+    from training.forecaster.evaluate import MAX_BIAS
+
     run = MlflowClient().get_run(run_id)
     metrics, method = run.data.metrics, run.data.params.get("method")
     lines = []
@@ -139,11 +143,15 @@ def _backtest_lines(run_id: str) -> list[str]:
         if f"wape_{freq}" not in metrics:
             continue
         baselines = min(metrics[f"wape_{freq}_seasonal_naive"], metrics[f"wape_{freq}_autoets"])
-        verdict = "ok" if metrics[f"wape_{freq}"] <= baselines else "LOSES to a baseline"
+        bias, coverage = metrics[f"bias_{freq}"], metrics[f"coverage_80_{freq}"]
+        problems = [
+            *(["LOSES to a baseline"] if metrics[f"wape_{freq}"] > baselines else []),
+            *([f"|bias| over {MAX_BIAS:.0%}"] if abs(bias) > MAX_BIAS else []),
+            *(["80% intervals off (want 75-85%)"] if not 0.75 <= coverage <= 0.85 else []),
+        ]
         lines.append(
             f"  {freq} {method}: WAPE {metrics[f'wape_{freq}']:.3f} "
-            f"(best baseline {baselines:.3f}, {verdict}), "
-            f"bias {metrics[f'bias_{freq}']:+.1%}, 80% coverage {metrics[f'coverage_80_{freq}']:.1%}, "
-            f"95% coverage {metrics[f'coverage_95_{freq}']:.1%}"
+            f"(best baseline {baselines:.3f}), bias {bias:+.1%}, 80% coverage {coverage:.1%}, "
+            f"95% coverage {metrics[f'coverage_95_{freq}']:.1%}: {', '.join(problems) or 'ok'}"
         )
     return lines

@@ -40,6 +40,7 @@ from salespulse.schemas import (
     CustomerValueResponse,
     ErrorBody,
     ForecastResponse,
+    PlannedPromotion,
     Problem,
     QueryResult,
     ReportResult,
@@ -50,7 +51,7 @@ from salespulse.schemas import (
 if TYPE_CHECKING:
     from salespulse.analytics.ingest import SaleLine, SalesBatch
     from salespulse.analytics.query import Query
-    from salespulse.features.series import Level
+    from salespulse.features.series import Level, ServingFreq
 
 T = TypeVar("T")
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -248,12 +249,23 @@ class _Calls:
         return self._call("GET", "/models", _member("models"))
 
     def _forecast_call(
-        self, series: str | Sequence[str], level: Level, horizon: int | None, intervals: Iterable[float]
+        self,
+        series: str | Sequence[str],
+        level: Level,
+        horizon: int | None,
+        intervals: Iterable[float],
+        freq: ServingFreq = "D",
+        promotions: Sequence[PlannedPromotion | Mapping[str, Any]] = (),
     ) -> _Call[ForecastResponse]:
         body: dict[str, Any] = {
             "series": [series] if isinstance(series, str) else list(series),
             "level": level,
+            "freq": freq,
             "intervals": list(intervals),
+            "promotions": [
+                PlannedPromotion.model_validate(p).model_dump(mode="json", exclude_none=True)
+                for p in promotions
+            ],
         }
         if horizon is not None:  # else the service's default horizon
             body["horizon"] = horizon
@@ -441,10 +453,13 @@ class SalesPulseClient(_Calls):
         level: Level = "product_region",
         horizon: int | None = None,
         intervals: Iterable[float] = DEFAULT_INTERVALS,
+        freq: ServingFreq = "D",
+        promotions: Sequence[PlannedPromotion | Mapping[str, Any]] = (),
     ) -> ForecastResponse:
-        """Daily revenue forecasts of ``series`` (keys at ``level``) for ``horizon`` days (default: the
-        service's), with ``lo_<p>``/``hi_<p>`` prediction intervals for each percentage in ``intervals``."""
-        return self._send(self._forecast_call(series, level, horizon, intervals))
+        """Revenue forecasts of ``series`` (keys at ``level``) for ``horizon`` periods of ``freq`` (D days, W
+        weeks, M months; default horizon: the service's), with ``lo_<p>``/``hi_<p>`` prediction intervals
+        for each percentage in ``intervals``; ``promotions`` are planned price cuts (what-if)."""
+        return self._send(self._forecast_call(series, level, horizon, intervals, freq, promotions))
 
     def segment(
         self,
@@ -580,9 +595,11 @@ class AsyncSalesPulseClient(_Calls):
         level: Level = "product_region",
         horizon: int | None = None,
         intervals: Iterable[float] = DEFAULT_INTERVALS,
+        freq: ServingFreq = "D",
+        promotions: Sequence[PlannedPromotion | Mapping[str, Any]] = (),
     ) -> ForecastResponse:
         """See :meth:`SalesPulseClient.forecast`."""
-        return await self._send(self._forecast_call(series, level, horizon, intervals))
+        return await self._send(self._forecast_call(series, level, horizon, intervals, freq, promotions))
 
     async def segment(
         self,

@@ -26,12 +26,14 @@ from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from bentoml.exceptions import NotFound, ServiceUnavailable
 from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.errors import AnalyticsError, Problem
+from salespulse.bounds import StrictFloat, StrictInt
 from salespulse.config import get_settings
 from salespulse.dataset.goals import import_goals_into
 from salespulse.dataset.importing import ImportFailed, ImportRejected, ImportResult, import_into
@@ -52,6 +54,7 @@ from salespulse.schemas import (
     PREDICT_CUSTOMERS_BY_SUMMARY_EXAMPLE,
     SEGMENT_BY_FEATURES_EXAMPLE,
     CustomerFeatures,
+    CustomerId,
     CustomerSummary,
     CustomerValuePrediction,
     CustomerValueResponse,
@@ -59,15 +62,32 @@ from salespulse.schemas import (
     PlannedPromotion,
     SegmentedCustomer,
     SegmentResponse,
+    SeriesKey,
     forecast_series_payload,
 )
 from salespulse.warehouse import owner
 from salespulse.warehouse.store import connect, sales_range, snapshot, table_counts
 from service.analytics_api import create_analytics_app
-from service.auth import AuthError, as_bentoml_error, read_access, require_read_access, write_access
-from service.errors import UniformErrors, field_message, install_error_handlers
+from service.auth import (
+    AuthError,
+    access_of,
+    as_bentoml_error,
+    metrics_access,
+    read_access,
+    require_read_access,
+    write_access,
+)
+from service.errors import (
+    UniformErrors,
+    Unprocessable,
+    field_message,
+    install_error_handlers,
+    quiet_client_errors,
+)
 from service.exports import add_export_routes
-from service.middleware import BodySizeLimit
+from service.forecasting import CoherentForecasts, ForecastBatcher
+from service.metrics import TrafficMetrics, metrics_response
+from service.middleware import RequestGate
 from service.models import ModelSlot, load_served, model_to_serve, packed_tag
 from service.pages import add_pages, serve_docs_offline
 from service.warehouse import Warehouse
@@ -79,6 +99,8 @@ FORECASTER_SLOT = "forecaster_{}"
 # /forecast reads the recent daily history of a level from memory, refreshed when the sales change: a
 # statistical champion fits on half a year, LightGBM looks back 13 weeks.
 _FORECAST_HISTORY = RecentHistory(periods=190)
+_COHERENT = CoherentForecasts(_FORECAST_HISTORY, settings.forecast_reconciliation)
+_BATCHER = ForecastBatcher(max_series=settings.max_forecast_series)
 _FORECAST_DEFAULT_HORIZON = {
     "D": settings.forecast_horizon_days,
     "W": settings.forecast_horizon_weeks,
@@ -100,6 +122,17 @@ add_export_routes(read_app, analytics_app)
 # included router's, so the groups are dependency sets rather than APIRouters.)
 READ_ROUTE: dict[str, Any] = {"dependencies": [Depends(read_access)]}
 ADMIN_ROUTE: dict[str, Any] = {"dependencies": [Depends(write_access)], "tags": ["admin"]}
+# A refused request is one INFO line without values, not BentoML's ERROR traceback with the input.
+quiet_client_errors()
+
+
+@read_app.get(
+    "/metrics", dependencies=[Depends(metrics_access)], tags=["health"], summary="Prometheus metrics"
+)
+async def prometheus_metrics() -> Response:
+    """Requests by route template and status, durations, requests in flight, of every worker
+    (service/metrics.py). Keyed like a read, or by its own bearer token (SALESPULSE_METRICS_TOKEN)."""
+    return await metrics_response()
 
 
 class ImportRequest(BaseModel):
@@ -145,6 +178,9 @@ class SalesPulse:
         # A mounted app's lifespan does not run, so the service hands the analytics app its engine, on the
         # same connection: reports see sales the moment an ingest commits.
         self.analytics = AnalyticsEngine.configured(self.warehouse.connection)
+        # The customer reports predict with the customer-value champion in service (a function: a model
+        # swapped later is used without calling this again).
+        self.analytics.use_customer_model(lambda: self.customer_value.current.python_model.model.parameters)
         self.analytics.start_housekeeping(settings.analytics_idle_seconds)
         analytics_app.state.engine = self.analytics
         host = "127.0.0.1" if settings.service_host in ("0.0.0.0", "::") else settings.service_host
@@ -179,7 +215,7 @@ class SalesPulse:
         self,
         ctx: bentoml.Context,
         series: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=200)]],
+            list[SeriesKey],
             Field(
                 min_length=1,
                 max_length=settings.max_forecast_series,
@@ -193,7 +229,7 @@ class SalesPulse:
             ServingFreq, Field(description="D (days), W (weeks, Monday to Sunday) or M (calendar months).")
         ] = "D",
         horizon: Annotated[
-            int | None,
+            StrictInt | None,
             Field(
                 ge=1,
                 le=MAX_HORIZON_DAYS,
@@ -203,7 +239,7 @@ class SalesPulse:
             ),
         ] = None,
         intervals: Annotated[
-            list[Annotated[float, Field(gt=0, lt=100)]],
+            list[Annotated[StrictFloat, Field(gt=0, lt=100)]],
             Field(max_length=5, description="Prediction interval levels in percent."),
         ] = [80.0, 95.0],  # noqa: B006 - pydantic copies defaults
         promotions: Annotated[
@@ -220,7 +256,7 @@ class SalesPulse:
         horizon = horizon or _FORECAST_DEFAULT_HORIZON[freq]
         if horizon > MAX_HORIZON[freq]:
             message = f"at most {MAX_HORIZON[freq]} periods ahead at freq {freq!r}, not {horizon}"
-            raise InvalidArgument(field_message("horizon", message))
+            raise Unprocessable(field_message("horizon", message))
         served = self.forecaster(level).current
         forecaster = served.python_model.forecaster
         try:
@@ -230,9 +266,20 @@ class SalesPulse:
             raise NotFound(field_message("series", message)) from None
         plans = [ModelPromotion(**p.model_dump()) for p in promotions]
         try:
-            frame = forecaster.forecast_panel(history, horizon, tuple(intervals), freq=freq, promotions=plans)
+            if _COHERENT.applies_to(level):  # total, regions, categories and their cross add up
+                frame = _COHERENT.forecast(
+                    self._warehouse().cursor(),
+                    lambda other: self.forecaster(other).current.python_model.forecaster,
+                    level, series, horizon, intervals, freq, plans,
+                )  # fmt: skip
+            elif plans:
+                frame = forecaster.forecast_panel(
+                    history, horizon, tuple(intervals), freq=freq, promotions=plans
+                )
+            else:  # concurrent requests of the same shape share one recursion
+                frame = _BATCHER.forecast_panel(forecaster, history, horizon, intervals, freq)
         except ValueError as invalid:
-            raise InvalidArgument(field_message("body", str(invalid))) from None
+            raise Unprocessable(field_message("body", str(invalid))) from None
         return ForecastResponse(
             level=level,
             freq=freq,
@@ -248,7 +295,7 @@ class SalesPulse:
         self,
         ctx: bentoml.Context,
         customer_ids: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=128)]] | None,
+            list[CustomerId] | None,
             Field(
                 None,
                 min_length=1,
@@ -272,7 +319,7 @@ class SalesPulse:
         customers, given either as warehouse ids or as raw feature values (exactly one of the two)."""
         _check_read_key(ctx)
         if (customer_ids is None) == (customers is None):
-            raise InvalidArgument(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
+            raise Unprocessable(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
         served = self.segmenter.current
         if customer_ids is not None:
             ids, matrix = self._features_of_known_customers(customer_ids)
@@ -312,7 +359,7 @@ class SalesPulse:
         self,
         ctx: bentoml.Context,
         customer_ids: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=128)]] | None,
+            list[CustomerId] | None,
             Field(
                 None,
                 min_length=1,
@@ -333,15 +380,16 @@ class SalesPulse:
             ),
         ] = None,
         horizon_days: Annotated[
-            int,
+            StrictInt,
             Field(ge=1, le=MAX_VALUE_HORIZON_DAYS, description="Days ahead of expected purchases and spend."),
         ] = DEFAULT_HORIZON_DAYS,
         lifetime_months: Annotated[
-            int,
+            StrictInt,
             Field(ge=1, le=MAX_LIFETIME_MONTHS, description="Months of 30 days the lifetime value covers."),
         ] = DEFAULT_LIFETIME_MONTHS,
         monthly_discount_rate: Annotated[
-            float, Field(ge=0, lt=1, description="Discount rate per month of the lifetime value (0.01 = 1%).")
+            StrictFloat,
+            Field(ge=0, lt=1, description="Discount rate per month of the lifetime value (0.01 = 1%)."),
         ] = 0.0,
     ) -> CustomerValueResponse:
         """Expected purchases and spend in the next ``horizon_days``, probability still active and lifetime
@@ -349,7 +397,7 @@ class SalesPulse:
         purchase summaries (exactly one of the two)."""
         _check_read_key(ctx)
         if (customer_ids is None) == (customers is None):
-            raise InvalidArgument(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
+            raise Unprocessable(field_message("body", "send exactly one of 'customer_ids' or 'customers'"))
         served = self.customer_value.current
         as_of = None
         if customer_ids is not None:
@@ -390,7 +438,7 @@ class SalesPulse:
     @read_app.get(
         "/customers/{customer_id}", **READ_ROUTE, tags=["segments"], summary="One customer's profile"
     )
-    def customer_profile(self, customer_id: str) -> dict[str, Any]:
+    def customer_profile(self, customer_id: CustomerId) -> dict[str, Any]:
         """RFM features, segment and lifetime revenue of one customer known to the warehouse."""
         warehouse = self._warehouse()
         cursor = warehouse.cursor()
@@ -611,10 +659,16 @@ SalesPulse = bentoml.service(  # type: ignore[misc]
     workers=settings.service_workers,
     traffic={"timeout": 60},
     http={"host": settings.service_host, "port": settings.service_port},
-    # Access logs and tracing cost more per request than a segment assignment; metrics stay on. Sampling 0
-    # still runs the OpenTelemetry middleware (~25% of a one-customer /segment); excluded routes skip it.
+    # Access logs and tracing cost more per request than a segment assignment. Sampling 0 still runs the
+    # OpenTelemetry middleware (~25% of a one-customer /segment); excluded routes skip it.
     logging={"access": {"enabled": False}},
     tracing={"sample_rate": 0.0, "excluded_urls": ["/segment", "/forecast", "/predict/customers"]},
+    # BentoML's traffic metrics label by raw path (a series per customer id asked for); the service counts
+    # by route template instead (service/metrics.py) and serves /metrics itself, under its access rules.
+    metrics={"enabled": False},
 )(bentoml.asgi_app(analytics_app, path="/analytics")(bentoml.asgi_app(read_app, path="/")(SalesPulse)))
-SalesPulse.add_asgi_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+# Outermost first: metrics see every answer as it leaves; errors are put in the one shape (and 400 becomes
+# 422); the gate checks access, size, media type and JSON sanity before any app reads the body.
+SalesPulse.add_asgi_middleware(TrafficMetrics)
 SalesPulse.add_asgi_middleware(UniformErrors)
+SalesPulse.add_asgi_middleware(RequestGate, max_bytes=settings.max_body_bytes, access=access_of)

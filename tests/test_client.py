@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import get_args
 
@@ -116,6 +116,18 @@ def test_forecast_has_horizon_points_inside_their_intervals(client: SalesPulseCl
     first = answer.series[0].points[0]
     assert first.lo_95 <= first.lo_80 and first.hi_80 <= first.hi_95
     assert first.date > answer.history_until
+
+
+def test_forecast_by_week_with_a_planned_promotion(client: SalesPulseClient):
+    weekly = client.forecast("Technology", level="category", horizon=4, freq="W")
+    assert weekly.freq == "W" and len(weekly.series[0].points) == 4
+    assert all(p.date.weekday() == 0 for p in weekly.series[0].points)  # weeks start on Monday
+    start = weekly.series[0].points[1].date
+    promotion = {"category": "Technology", "discount": 0.3, "start": start, "end": start + timedelta(days=6)}
+    promoted = client.forecast("Technology", level="category", horizon=4, freq="W", promotions=[promotion])
+    before = [p.forecast for p in weekly.series[0].points]
+    after = [p.forecast for p in promoted.series[0].points]
+    assert after[1] > before[1]  # the promoted week sells more
 
 
 def test_segment_by_ids_agrees_with_each_customer_profile(client: SalesPulseClient, known_customers):
@@ -321,6 +333,11 @@ def test_predict_forecast_prints_json_or_a_table(service: RunningService):
     table = predict("forecast", "West", "--level", "region", "--horizon", "2", "--url", service.url)
     assert table.returncode == 0, table.stderr
     assert "region forecast" in table.stdout and "West" in table.stdout and "hi_95" in table.stdout
+    monthly = predict("forecast", "total", "--level", "total", "--freq", "M", "--horizon", "2",
+                      "--promotion", "category=Technology,discount=0.2,start=2030-01-01,end=2030-01-07",
+                      "--url", service.url, "--json")  # fmt: skip
+    assert monthly.returncode == 0, monthly.stderr
+    assert ForecastResponse.model_validate_json(monthly.stdout).freq == "M"
     wrong_level = predict("forecast", "West", "--level", "galaxy", "--url", service.url)
     assert wrong_level.returncode == 2 and "category_region" in wrong_level.stderr
 

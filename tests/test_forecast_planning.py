@@ -136,7 +136,10 @@ def test_weeks_and_months_add_up_the_days(trained_total: ForecasterResult, event
 @pytest.mark.slow
 def test_the_champion_never_loses_to_a_baseline(trained_total: ForecasterResult):
     m = trained_total.metrics
-    assert m["wape_D"] <= min(m["wape_D_seasonal_naive"], m["wape_D_autoets"])
+    for freq in ("D", "W", "M"):  # what `train status` checks, per served frequency
+        assert m[f"wape_{freq}"] <= min(m[f"wape_{freq}_seasonal_naive"], m[f"wape_{freq}_autoets"]), freq
+        assert abs(m[f"bias_{freq}"]) <= 0.05, (freq, trained_total.describe())
+        assert 0.75 <= m[f"coverage_80_{freq}"] <= 0.85, (freq, trained_total.describe())
     assert trained_total.decision.promoted and trained_total.decision.beats_baselines
     assert (
         trained_total.method

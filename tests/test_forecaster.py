@@ -97,7 +97,9 @@ def test_series_are_zero_filled_from_their_first_sale_to_the_end(con: duckdb.Duc
     frame = load_series(con, "product_region", "D")
     lines = (
         con.execute(
-            """SELECT o.product_id || '|' || c.region AS unique_id, min(o.ordered_at)::DATE AS first_sale,
+            # The series' region is the line's ship-to region, as in the reports.
+            """SELECT o.product_id || '|' || coalesce(nullif(o.ship_region, ''), c.region) AS unique_id,
+                  min(o.ordered_at)::DATE AS first_sale,
                   count(DISTINCT o.ordered_at::DATE) AS days_with_sales
            FROM order_lines o JOIN customers c USING (customer_id) GROUP BY 1"""
         )
@@ -160,12 +162,17 @@ def test_features_of_a_period_use_only_the_history_before_it(con: duckdb.DuckDBP
     panel = Panel.from_frame(load_series(con, "product_region", "D"), "D")
     features = SeriesFeatures.default("D", ["category", "region"]).fitted(panel)
     t = len(panel.dates) - 10
-    before = features.matrix(panel, np.array([t]))
+    before, scale = features.matrix_and_scale(panel, np.array([t]))
     panel.y[:, t:] = 1e6  # rewrite the period and everything after it
-    after = features.matrix(panel, np.array([t]))
+    after, scale_after = features.matrix_and_scale(panel, np.array([t]))
     np.testing.assert_array_equal(before, after)
+    np.testing.assert_array_equal(scale, scale_after)
+    # Level features are in units of the series' mean over the last 28 days (what the boosters learn).
     lag1 = features.names.index("lag1")
-    np.testing.assert_array_equal(before[:, lag1], panel.y[:, t - 1])
+    np.testing.assert_allclose(before[:, lag1] * scale, panel.y[:, t - 1])
+    recent = panel.y[:, t - 28 : t]
+    observed = np.nanmean(np.where(np.isnan(recent), np.nan, recent), axis=1)
+    np.testing.assert_allclose(scale[observed > 0], observed[observed > 0])
 
 
 # ------------------------------------------------------------------------------------------ the pipeline

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 from service_support import (
     API_KEY,
@@ -17,6 +18,7 @@ from service_support import (
     start_service,
 )
 
+from salespulse.analytics.reports.customers import MODEL_METHOD
 from salespulse.modeling.registry import served_model_names
 
 pytestmark = pytest.mark.slow
@@ -132,8 +134,8 @@ def test_segment_by_raw_features_puts_a_big_recent_buyer_among_champions(service
     }
     answer = post(service, "/segment", {"customers": [champion | {"customer_id": "x"}, lapsed]}).json()
     first, second = answer["customers"]
-    assert first["customer_id"] == "x" and first["segment"] == "Champions"
-    assert second["customer_id"] is None and second["segment"] != "Champions"
+    assert first["customer_id"] == "x" and first["segment"] == "VIP Regulars"
+    assert second["customer_id"] is None and second["segment"] != "VIP Regulars"
 
 
 def test_segment_batch_of_10000(service):
@@ -143,10 +145,17 @@ def test_segment_batch_of_10000(service):
     assert len(answer.json()["customers"]) == 10_000
 
 
+def test_customer_reports_predict_with_the_customer_value_champion(service):
+    for report in ("customer-lifetime-value", "churn-risk"):
+        answer = get(service, f"/analytics/reports/{report}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["summary"]["method"] == MODEL_METHOD, report
+
+
 def test_segment_profiles(service):
     segments = get(service, "/segments").json()["segments"]
     names = [s["segment"] for s in segments]
-    assert "Champions" in names
+    assert "VIP Regulars" in names
     assert all(s["customers"] > 0 for s in segments)
 
 
@@ -189,6 +198,26 @@ def test_forecast_moves_with_sales_ingested_a_minute_ago(service):
     assert after[0]["forecast"] != before[0]["forecast"]
 
 
+def _forecasts(service, level: str, freq: str, horizon: int) -> dict[str, list[float]]:
+    members = ["total"]
+    if level != "total":  # every member with sales, as the warehouse has them
+        rows = post(service, "/analytics/query", {"measures": ["revenue"], "dimensions": [level]}).json()
+        members = [row[level] for row in rows["rows"]]
+    answer = post(service, "/forecast", {"level": level, "series": members, "freq": freq, "horizon": horizon})
+    assert answer.status_code == 200, answer.text
+    return {s["series"]: [p["forecast"] for p in s["points"]] for s in answer.json()["series"]}
+
+
+@pytest.mark.parametrize(("freq", "horizon"), [("D", 28), ("W", 6), ("M", 3)])
+def test_category_and_region_forecasts_add_up_to_the_total_every_period(service, freq, horizon):
+    total = np.array(_forecasts(service, "total", freq, horizon)["total"])
+    for level in ("category", "region"):
+        parts = np.array(list(_forecasts(service, level, freq, horizon).values())).sum(axis=0)
+        # Each level has its own champion; reconciled, they add up: within 0.1% every period.
+        np.testing.assert_allclose(parts, total, rtol=1e-3)
+    assert (total >= 0).all() and (total > 0).mean() > 0.5  # the sample closes on some days
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 
@@ -199,20 +228,20 @@ TECH = {"level": "category", "series": ["Technology"]}
 @pytest.mark.parametrize(
     ("path", "body", "status", "field", "words"),
     [
-        ("/segment", {"customer_ids": []}, 400, "customer_ids", "at least 1"),
-        ("/segment", {"customers": []}, 400, "customers", "at least 1"),
-        ("/segment", {}, 400, "body", "exactly one"),
-        ("/segment", {"customer_ids": ["C-0000001"], "customers": []}, 400, "customers", "at least 1"),
+        ("/segment", {"customer_ids": []}, 422, "customer_ids", "at least 1"),
+        ("/segment", {"customers": []}, 422, "customers", "at least 1"),
+        ("/segment", {}, 422, "body", "exactly one"),
+        ("/segment", {"customer_ids": ["C-0000001"], "customers": []}, 422, "customers", "at least 1"),
         ("/segment", {"customer_ids": ["NOPE-1"]}, 404, "customer_ids", "NOPE-1"),
-        ("/segment", {"customers": [{"recency_days": "x"}]}, 400, "customers[0].recency_days", "number"),
-        ("/segment", {"customers": [FEATURES | {"recency_days": -1}]}, 400, "customers[0].recency_days", "0"),
-        ("/segment", {"customers": [FEATURES | {"colour": "red"}]}, 400, "customers[0].colour", "permitted"),
-        ("/forecast", TECH | {"horizon": 0}, 400, "horizon", "1"),
-        ("/forecast", TECH | {"horizon": 100000}, 400, "horizon", "less"),
-        ("/forecast", {"level": "category", "series": []}, 400, "series", "at least 1"),
-        ("/forecast", {"level": "galaxy", "series": ["x"]}, 400, "level", "category"),
+        ("/segment", {"customers": [{"recency_days": "x"}]}, 422, "customers[0].recency_days", "number"),
+        ("/segment", {"customers": [FEATURES | {"recency_days": -1}]}, 422, "customers[0].recency_days", "0"),
+        ("/segment", {"customers": [FEATURES | {"colour": "red"}]}, 422, "customers[0].colour", "permitted"),
+        ("/forecast", TECH | {"horizon": 0}, 422, "horizon", "1"),
+        ("/forecast", TECH | {"horizon": 100000}, 422, "horizon", "less"),
+        ("/forecast", {"level": "category", "series": []}, 422, "series", "at least 1"),
+        ("/forecast", {"level": "galaxy", "series": ["x"]}, 422, "level", "category"),
         ("/forecast", {"level": "category", "series": ["Spaceships"]}, 404, "series", "Spaceships"),
-        ("/forecast", TECH | {"intervals": [120]}, 400, "intervals[0]", "less than 100"),
+        ("/forecast", TECH | {"intervals": [120]}, 422, "intervals[0]", "less than 100"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_a_clear_4xx_naming_the_field(service, path, body, status, field, words):
@@ -236,18 +265,18 @@ def test_non_finite_numbers_are_refused(service, literal):
     )
     with service.client() as client:
         answer = client.post("/segment", content=body, headers={"content-type": "application/json"})
-    assert answer.status_code == 400
+    assert answer.status_code == 422
     assert "recency_days" in answer.text
 
 
 def test_malformed_json_and_oversize_body(service):
     with service.client() as client:
         broken = client.post("/segment", content="{not json", headers={"content-type": "application/json"})
-        assert broken.status_code == 400
+        assert broken.status_code == 422
         huge = client.post("/segment", content=b"x" * 9_000_000, headers={"content-type": "application/json"})
         assert huge.status_code == 413
         assert_error_shape(huge.json(), "body", "larger than")
-        assert broken.status_code == 400
+        assert broken.status_code == 422
         assert_error_shape(broken.json(), "body", "json")
 
 

@@ -37,6 +37,17 @@ from training.tracking import GateDecision, configure_mlflow, gate_and_promote
 
 GATE_METRIC = "wape"
 N_WINDOWS = 3
+MAX_WINDOWS = 12
+MIN_SCORED_PERIODS = 24
+"""A level of few series gets more windows (up to MAX_WINDOWS, as its history allows): the total has one
+28-day sum per window, and three sums can't calibrate or check a monthly 80% interval."""
+
+
+def backtest_windows(panel: Panel, horizon: int) -> int:
+    """N_WINDOWS, or more for a level of few series: at least MIN_SCORED_PERIODS horizon-long sums in all."""
+    wanted = min(MAX_WINDOWS, max(N_WINDOWS, -(-MIN_SCORED_PERIODS // max(len(panel.ids), 1))))
+    room = (len(panel.dates) - 1 - evaluate.MIN_HISTORY[panel.freq]) // horizon
+    return max(min(wanted, room), N_WINDOWS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,8 @@ class ForecasterResult:
     table: pd.DataFrame = field(repr=False)
     metrics: dict[str, float] = field(repr=False)
     timings: dict[str, float] = field(repr=False)
+    champion_windows: pd.DataFrame | None = field(default=None, repr=False)
+    """The champion method's daily backtest forecasts: unique_id, cutoff, ds, y, f (for reconciliation)."""
 
     @property
     def wape(self) -> float:
@@ -107,13 +120,14 @@ def run(
         mlflow.set_tag("model", model_name)
         with stages("Reading the series from the warehouse", "load"):
             panel, categories = data.load_inputs(level, freq, warehouse)
-        backtest = evaluate.plan_backtest(panel, horizon, N_WINDOWS)
+        n_windows = backtest_windows(panel, horizon)
+        backtest = evaluate.plan_backtest(panel, horizon, n_windows)
         mlflow.log_params(_params(level, freq, horizon, config, panel, backtest))
         with stages(
             f"Fitting LightGBM for the backtest (history to {backtest.first_cutoff:%Y-%m-%d})", "fit_backtest"
         ):
             challenger = train.fit(panel.until(backtest.first_cutoff), level, horizon, config, calendar)
-        with stages(f"Forecasting {N_WINDOWS} backtest windows with LightGBM", "backtest"):
+        with stages(f"Forecasting {n_windows} backtest windows with LightGBM", "backtest"):
             model_windows = evaluate.forecast_windows(challenger, panel, backtest)
         intermittent = evaluate.is_intermittent(panel, backtest)
         with stages("Backtesting the statistical candidates on the same windows", "baselines"):
@@ -127,8 +141,8 @@ def run(
         with stages(f"Fitting the champion method ({method}) on all the history", "fit_final"):
             final = train.fit(panel, level, horizon, config, calendar, categories)
             final = replace(final, method=method, calibrations=evaluate.calibrations(windows, method, freq))
-            if not final.uses_boosters:
-                final = replace(final, mean_booster=None, point_booster=None)
+            # A statistical champion keeps the boosters: they price a planned promotion (what-if), which a
+            # statistical model, blind to prices, can't.
         with stages("Logging metrics, backtest table and plots", "log"):
             mlflow.log_metrics(metrics)
             mlflow.log_param("method", method)
@@ -163,6 +177,7 @@ def run(
         table=table,
         metrics=metrics,
         timings=dict(stages.timings),
+        champion_windows=windows[["unique_id", "cutoff", "ds", "y", method]].rename(columns={method: "f"}),
     )
 
 
