@@ -705,3 +705,30 @@ def test_a_query_of_goal_measures_alone_is_answered(client: TestClient, engine: 
         (planned,) = con.execute("SELECT sum(revenue_target) FROM region_goals").fetchone()
     assert row["goal"] == pytest.approx(planned)
     assert 0 < row["goal_to_date"] <= row["goal"]
+
+
+def test_the_customer_models_inputs_are_kept_until_the_next_ingest(engine: AnalyticsEngine) -> None:
+    """The model's purchase summary (a group-by of every order line by customer and day) is computed once
+    per warehouse state: the same report again reuses it, and a sale ingested since moves the answer."""
+    from salespulse.analytics.ingest import SalesBatch
+    from salespulse.modeling.customer_value import (
+        BgNbdParameters,
+        CustomerValueParameters,
+        GammaGammaParameters,
+    )
+
+    engine.use_customer_model(
+        CustomerValueParameters(BgNbdParameters(0.8, 40.0, 0.6, 4.0), GammaGammaParameters(4.0, 3.5, 600.0))
+    )
+    params = {"n": 5_000}
+    first = run_report(engine, "customer-lifetime-value", params)
+    assert first["summary"]["method"].startswith("customer-value model")
+    kept = len(engine._frames[1])
+    again = run_report(engine, "customer-lifetime-value", params)
+    assert again["rows"] == first["rows"] and len(engine._frames[1]) == kept  # answered from the kept frame
+    customer = first["rows"][-1]["customer"]  # the least valuable: a big new purchase moves him up
+    before = {r["customer"]: r["lifetime_value"] for r in first["rows"]}[customer]
+    big = sale("CV-1", 1, customer_id=customer, unit_price=9e3)
+    engine.ingest(SalesBatch.model_validate({"lines": [big]}))
+    after = run_report(engine, "customer-lifetime-value", params)
+    assert {r["customer"]: r["lifetime_value"] for r in after["rows"]}[customer] > before

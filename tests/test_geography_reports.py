@@ -80,7 +80,15 @@ def test_sales_by_geography_equal_the_files_own_columns(imported: Any, level: st
     )
 
 
-@pytest.mark.parametrize(("report", "key"), [("sales-by-state", "state"), ("sales-by-zip", "zip")])
+@pytest.mark.parametrize(
+    ("report", "key"),
+    [
+        ("sales-by-region", "region"),
+        ("sales-by-state", "state"),
+        ("sales-by-zip", "zip"),
+        ("sales-by-city", "city"),
+    ],
+)
 def test_geographic_reports_equal_the_files_own_columns(imported: Any, report: str, key: str) -> None:
     engine, sales = imported
 

@@ -14,13 +14,15 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -45,7 +47,13 @@ from salespulse.warehouse.load import Known, complete_line_geography, upsert_sal
 from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS
 from salespulse.warehouse.store import transaction
 
+if TYPE_CHECKING:  # annotations only: the engine works without the model code loaded
+    from salespulse.modeling.customer_value import CustomerValueParameters
+
+    CustomerModelSource = CustomerValueParameters | Callable[[], CustomerValueParameters | None]
+
 T = TypeVar("T")
+CACHED_FRAMES = 16
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +145,9 @@ class AnalyticsEngine:
         self._last_day: tuple[WarehouseState, date | None] | None = None
         self._calendars: tuple[WarehouseState, dict[tuple[date, date], SellingCalendar]] | None = None
         self._fingerprint = rollups.Fingerprint(0, 0)
+        self._customer_model: Callable[[], CustomerValueParameters | None] | None = None
+        self._frames: tuple[WarehouseState, OrderedDict[str, pd.DataFrame]] | None = None
+        self._frames_lock = threading.Lock()
         self.refresh()
 
     @classmethod
@@ -159,6 +170,21 @@ class AnalyticsEngine:
             yield cursor
         finally:
             cursor.close()
+
+    # --- the customer-value model (the lifetime-value and churn-risk reports use it when given one) ---
+
+    def use_customer_model(self, model: CustomerModelSource | None) -> None:
+        """Let the customer reports predict with the customer-value model: its parameters, or a function
+        that returns the parameters in service at each call (so a model swapped later is used without
+        calling this again; None from it means no model). None: back to the heuristics."""
+        if model is None or callable(model):
+            self._customer_model = model
+        else:
+            self._customer_model = lambda: model
+
+    def customer_model(self) -> CustomerValueParameters | None:
+        """The customer-value model's parameters the reports use now, or None (heuristics)."""
+        return None if self._customer_model is None else self._customer_model()
 
     # --- rollups ---
 
@@ -254,7 +280,39 @@ class AnalyticsEngine:
         with self.cursor() as con:
             result = con.execute(sql, params or [])
             names = [d[0] for d in result.description]
-            return [dict(zip(names, map(_plain, row), strict=True)) for row in result.fetchall()]
+            converters = [_converter(str(d[1])) for d in result.description]
+            rows = result.fetchall()
+        # Column by column, and only the columns that need it: a report of 20k rows converts ~10x faster
+        # than calling _plain on every value.
+        columns = [
+            list(values) if convert is None else [convert(v) for v in values]
+            for values, convert in zip(zip(*rows, strict=True), converters, strict=True)
+        ] if rows else []  # fmt: skip
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+    def fetch_frame(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        """The rows as a DataFrame, kept (a copy handed out) until the warehouse changes.
+
+        For the steps SQL cannot do over every customer (the customer-value model's closed forms): their
+        inputs are a group-by of the order lines by customer and day (1-3 s at 10M lines), the same for
+        every request between two ingests (the dashboard's churn panel and its insights ask for the same)."""
+        key = repr((sql, params))
+        state = self.state
+        with self._frames_lock:
+            if self._frames is None or self._frames[0] is not state:
+                self._frames = (state, OrderedDict())
+            frames = self._frames[1]
+            if key in frames:
+                frames.move_to_end(key)
+                return frames[key].copy()
+        with self.cursor() as con:
+            frame = con.execute(sql, params or []).df()
+        with self._frames_lock:
+            if self._frames is not None and self._frames[0] is state:
+                self._frames[1][key] = frame
+                while len(self._frames[1]) > CACHED_FRAMES:
+                    self._frames[1].popitem(last=False)
+        return frame.copy()
 
     def fetch_json(self, sql: str, params: list[Any] | None = None) -> RawJSON:
         """The rows as a JSON array, serialized by DuckDB: many times faster than Python for big results."""
@@ -640,6 +698,23 @@ def unknown_member_message(dimension: str, unknown: list[Any], known: frozenset[
 
 class RawJSON(str):
     """Rows already serialized as a JSON array (to be spliced into a response, not quoted)."""
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _converter(type_name: str) -> Callable[[Any], Any] | None:
+    """What _plain does to the values of a column of this DuckDB type (None: nothing)."""
+    if type_name.startswith(("DATE", "TIMESTAMP", "TIME")):
+        return _iso
+    if type_name in ("DOUBLE", "FLOAT", "REAL"):
+        return _finite
+    return None
 
 
 def _plain(value: Any) -> Any:

@@ -691,6 +691,16 @@ ROLLUPS: tuple[Rollup, ...] = (
         "Customers by month: active, new and repeat customers.",
     ),
     Rollup(
+        "agg_month_buyer",
+        "month",
+        ("customer_id", "first_purchase"),
+        (*ADDITIVE, "orders", "customers"),
+        # One row per customer and month, whatever places he shipped to: summing its customer counts is
+        # exact, where agg_month_customer (by region too) needs a distinct count over 1.6M rows at 10M lines
+        # (new vs repeat customers: 150 ms -> 25 ms).
+        "Customers by month, all places together: active, new and repeat customers without a geography.",
+    ),
+    Rollup(
         "agg_product",
         None,
         ("product_id", "region", "channel", "distributor_id"),

@@ -37,8 +37,12 @@ def with_goal_basis(ctx: ReportContext, rows: Rows) -> Rows:
     """Say of each row how its goal to date counts: whole, or pro-rated (the query layer did the counting,
     by the same basis)."""
     basis = ctx.goal_basis()
+    labels: dict[str, str] = {}  # one per month: a product report has thousands of rows per month
     for row in rows:
-        row["goal_basis"] = basis.label(date.fromisoformat(row[TIME_OUTPUT]))
+        period = row[TIME_OUTPUT]
+        if period not in labels:
+            labels[period] = basis.label(date.fromisoformat(period))
+        row["goal_basis"] = labels[period]
     if any(row["goal_basis"] != "whole month" for row in rows):
         ctx.notes.append(PRORATED_GOAL + SELLING_DAYS_RULE)
     return rows

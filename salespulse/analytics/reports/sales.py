@@ -34,6 +34,9 @@ GEO = ["revenue", "units", "orders"]
 DISTRIBUTOR_SET = {"member": "distributor", "operator": "set"}
 
 for _name, _title, _dims, _order in (
+    ("sales-by-country", "Total sales by country", ["country"], BY_REVENUE),
+    ("sales-by-region", "Total sales by region", ["region"], BY_REVENUE),
+    ("sales-by-city", "Total sales by city", ["city"], BY_REVENUE),
     ("sales-by-zip", "Total sales by zip code", ["zip"], BY_REVENUE),
     ("sales-by-state", "Total sales by state", ["state"], BY_REVENUE),
     (
@@ -48,7 +51,8 @@ for _name, _title, _dims, _order in (
         _name,
         _title,
         SECTION_TOTALS,
-        f"Revenue, units and orders by {' and '.join(_dims)}.",
+        f"Revenue, units and orders by {' and '.join(_dims)}"
+        + (" (the order line's ship-to)." if "product" not in _dims else "."),
         lambda ctx, d=_dims, o=_order: {
             "measures": SALES if "product" in d else GEO,
             "dimensions": d,
