@@ -18,6 +18,7 @@ from typer._click.exceptions import ClickException  # typer vendors click (0.29)
 from cli.console import console, say_error
 from cli.data import data_app
 from cli.predict import predict_app
+from cli.report import report_app
 from cli.serve import serve_app
 from cli.train import train_app
 from salespulse.config import get_settings
@@ -33,6 +34,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(serve_app, name="serve")
 app.add_typer(predict_app, name="predict")
+app.add_typer(report_app, name="report")
 
 _debug = False
 

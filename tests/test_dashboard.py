@@ -196,6 +196,13 @@ def test_dashboard_draws_follows_filters_and_takes_new_sales_live(page, service)
     wait_for_refreshes(tab, 1)
     first_draw_seconds = time.perf_counter() - started
     assert_every_panel_drawn(tab)
+    # It leads with the insights: sentences with their figures, each a link to the report behind it.
+    insights = tab.locator("#insights-list a.headline")
+    assert all(any(c.isdigit() for c in s) for s in insights.all_inner_texts()) and insights.count() >= 3
+    assert all(
+        href.startswith("/analytics/reports/")
+        for href in insights.evaluate_all("a => a.map(x => x.getAttribute('href'))")
+    )
     tab.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
     before = kpi_texts(tab)
 

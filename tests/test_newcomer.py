@@ -111,7 +111,9 @@ def test_a_newcomer_session_while_the_service_runs(newcomer: Newcomer) -> None:
     assert newcomer.health()["warehouse"]["order_lines"] == lines
 
     plan = newcomer.clone / "plan.csv"
-    plan.write_text("month,level,member,target\n2030-01,region,West,125000\n2030-01,category,Technology,9000\n")
+    plan.write_text(
+        "month,level,member,target\n2030-01,region,West,125000\n2030-01,category,Technology,9000\n"
+    )
     goals = newcomer.run("salespulse", "data", "import-goals", str(plan))
     assert "Imported 2 targets" in goals.stderr and "through the running service" in goals.stderr
 

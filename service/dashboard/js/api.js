@@ -1,5 +1,6 @@
-// The service's public endpoints, and nothing else: /analytics/reports/<name>, /analytics/query,
-// /analytics/meta, /forecast, /segments, /segment, /health, and the CSV/Excel downloads under /export.
+// The service's public endpoints, and nothing else: /analytics/reports/<name>, /analytics/insights,
+// /analytics/query, /analytics/meta, /forecast, /segments, /segment, /health, and the CSV/Excel downloads
+// under /export.
 
 // With SALESPULSE_READ_ACCESS=keyed the reads need a key: asked once, kept for this tab only.
 function apiKeyHeader() {
@@ -40,6 +41,7 @@ export function queryString(params) {
 
 export const report = (name, params = {}) => call(`/analytics/reports/${name}${queryString(params)}`);
 export const reports = () => call("/analytics/reports");
+export const insights = (params = {}) => call(`/analytics/insights${queryString(params)}`);
 export const meta = () => call("/analytics/meta");
 export const health = () => call("/health");
 export const segmentProfiles = () => call("/segments");

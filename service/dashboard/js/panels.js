@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { draw, PALETTE, SEQUENTIAL } from "./charts.js";
 import { loadUsMap, registerStateMap } from "./geo.js";
 import { addDays, byFormat, daysBetween, el, money, moneyShort, num, pct, table } from "./format.js";
+import { loadInsights } from "./insights.js";
 import { asOfParams, dataSpan, memberFilters, period, queryDateRange, queryFilters, rangeParams, view } from "./state.js";
 
 const reportDownload = (name, params, label = name) => ({ label, report: name, params });
@@ -18,6 +19,7 @@ const lastPeriodRows = (rows) => {
 // forecastChoicesLoaded: the series lists the forecast panel picks from (a promise).
 export function createPanels({ drill, forecastChoicesLoaded }) {
   return [
+    { id: "insights", load: loadInsights },
     { id: "kpis", load: loadKpis },
     { id: "category-trend", load: () => loadCategoryTrend(drill) },
     { id: "category-bars", load: () => loadCategoryBars(drill) },
@@ -440,7 +442,9 @@ function segmentCard(profile, color) {
 }
 
 async function loadChurn() {
-  const params = rangeParams({ n: 15 });
+  // As of the view's last day over each customer's whole history (his usual gap is his own, whatever the
+  // view's start): the same report as the insights' churn sentence, and the all-time rollup answers it.
+  const params = { ...memberFilters(), end: period().end, n: 15 };
   const result = await api.report("churn-risk", params);
   const rows = rowsOf(result);
   const atRisk = rows.reduce((sum, row) => sum + (row.value_at_risk || 0), 0);

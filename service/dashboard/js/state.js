@@ -1,10 +1,9 @@
 // The view: filters and panel options, kept in the URL so that a view can be shared (?region=West&...).
-import { addDays } from "./format.js";
 
 export const FILTERS = ["region", "category", "product", "salesman", "state", "start", "end"];
-export const OPTIONS = { grain: "monthly", fc_level: "", fc_series: "", fc_freq: "D" };
+export const OPTIONS = { grain: "monthly", fc_level: "", fc_series: "", fc_freq: "D", in_period: "month" };
 const MEMBER_FILTERS = ["region", "category", "product", "salesman", "state"];
-const DEFAULT_DAYS = 365;
+const DEFAULT_MONTHS = 12;
 
 export const view = { ...Object.fromEntries(FILTERS.map((name) => [name, ""])), ...OPTIONS };
 // The data's own span (from /analytics/meta), for the default date range: the last year of sales.
@@ -24,11 +23,19 @@ export function writeUrl() {
   window.history.replaceState(null, "", `${window.location.pathname}${text ? `?${text}` : ""}`);
 }
 
-// The date range every panel uses: the chosen one, else the last year up to the last sale.
+// The date range every panel uses: the chosen one, else the last twelve calendar months up to the last
+// sale (the running month and the eleven before it). Starting on the first of a month lets the month
+// rollups answer: a year counted in days reads the order lines (10M lines: 0.1-1 s a state report).
 export function period() {
   const end = view.end || dataSpan.last;
-  const start = view.start || (end ? addDays(end, -DEFAULT_DAYS + 1) : null);
+  const start = view.start || (end ? monthsBack(end, DEFAULT_MONTHS - 1) : null);
   return { start, end };
+}
+
+function monthsBack(day, months) {
+  const [year, month] = day.split("-").map(Number);
+  const index = year * 12 + (month - 1) - months;
+  return `${Math.floor(index / 12)}-${String((index % 12) + 1).padStart(2, "0")}-01`;
 }
 
 export function memberFilters() {
