@@ -663,7 +663,7 @@ class SeriesFeatures:
         # A forecast step asks for one position: slicing the last window there beats running sums over
         # the whole history (same numbers; the sums serve training's thousands of positions).
         if len(positions) == 1:
-            position, span = int(positions[0]), max(*self.windows, self.activity_window)
+            position, span = int(positions[0]), max((*self.windows, self.activity_window))
             recent = y[:, max(position - span, 0) : position]
             level = _Recent(recent)
             activity = _Recent(np.where(np.isnan(recent), np.nan, recent > 0))
