@@ -4,6 +4,7 @@ real MLflow store, the champions imported into a private BentoML store, and `ben
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -79,6 +81,33 @@ import_champions()
     )
 
 
+def trained_stack(root: Path) -> None:
+    """Fill ``root`` with what :func:`prepare_models` makes (warehouse, MLflow store with the champions,
+    BentoML store), trained once per test session and copied for every module that asks: training takes
+    about a minute, and seven modules need a stack of their own to write to.
+
+    The first caller trains into ``trained-models`` under the session's temporary folder (shared by the
+    xdist workers, under a file lock); the copies' MLflow runs keep their artifacts there, which nobody
+    changes (a new run writes its own)."""
+    worker_base = root.parent
+    session_base = worker_base.parent if os.environ.get("PYTEST_XDIST_WORKER") else worker_base
+    template = session_base / "trained-models"
+    with FileLock(str(session_base / "trained-models.lock")):
+        if not (template / "ready").exists():
+            shutil.rmtree(template, ignore_errors=True)
+            template.mkdir()
+            prepare_models(environment(template))
+            (template / "ready").touch()
+    root.mkdir(parents=True, exist_ok=True)
+    for item in template.iterdir():
+        if item.name == "ready":
+            continue
+        if item.is_dir():
+            shutil.copytree(item, root / item.name)
+        else:
+            shutil.copy2(item, root / item.name)
+
+
 @dataclass
 class RunningService:
     url: str
@@ -135,7 +164,7 @@ def serve_with_fresh_models(root: Path) -> Iterator[RunningService]:
     """A whole stack in ``root`` (warehouse, trained champions, BentoML store) served until the caller is
     done: the body of a module-scoped ``service`` fixture."""
     env = environment(root)
-    prepare_models(env)
+    trained_stack(root)
     running = start_service(env, root / "service.log")
     yield running
     running.stop()

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from service_support import REPO_ROOT, environment, free_port, prepare_models
+from service_support import REPO_ROOT, environment, free_port, trained_stack
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_image_builds_and_answers(tmp_path: Path):
         "SALESPULSE_SMOKE_PORT": str(free_port()),
         "SALESPULSE_SMOKE_WORKERS": str(CONFIGURED_WORKERS),
     }
-    prepare_models(env)
+    trained_stack(tmp_path)
     built = run(["salespulse", "serve", "build"], env, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     assert (tmp_path / "build" / "salespulse.bento").stat().st_size > 1_000_000

@@ -24,9 +24,9 @@ from service_support import (
     VENV_BIN,
     RunningService,
     environment,
-    prepare_models,
     run_python,
     start_service,
+    trained_stack,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("hot_swap")
     env = environment(root)
-    prepare_models(env)
+    trained_stack(root)
     stack = Stack(start_service(env, root / "service.log"), root)
     yield stack
     stack.service.stop()
