@@ -98,7 +98,7 @@ class SalesPulseError(Exception):
 
 
 class InvalidRequestError(SalesPulseError):
-    """400, 413 or 422: the request was refused as it is (the problems say which field and why)."""
+    """400, 413, 415 or 422: the request was refused as it is (the problems say which field and why)."""
 
 
 class AuthenticationError(SalesPulseError):
@@ -130,6 +130,7 @@ _ERROR_FAMILIES: dict[int, type[SalesPulseError]] = {
     403: AuthenticationError,
     404: NotFoundError,
     413: InvalidRequestError,
+    415: InvalidRequestError,  # a body that is not JSON (the service's request gate)
     422: InvalidRequestError,
 }
 

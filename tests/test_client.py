@@ -28,6 +28,7 @@ from salespulse.client import (
     SalesPulseClient,
     ServerError,
     ServiceUnreachableError,
+    error_from_response,
 )
 from salespulse.features.series import Level
 from salespulse.schemas import CustomerFeatures, ForecastResponse, QueryResult
@@ -368,3 +369,16 @@ def test_predict_levels_are_the_service_levels():
     from cli.predict import LevelChoice
 
     assert get_args(LevelChoice) == get_args(Level)
+
+
+@pytest.mark.parametrize(
+    ("status", "family"),
+    [(400, InvalidRequestError), (413, InvalidRequestError), (415, InvalidRequestError),
+     (422, InvalidRequestError), (404, NotFoundError)],
+)  # fmt: skip
+def test_each_refusal_maps_to_its_error_family_with_the_services_problems(status: int, family: type):
+    body = {"error": "refused", "detail": [{"field": "body", "message": "expected application/json"}]}
+    request = httpx.Request("POST", "http://127.0.0.1:3000/forecast")
+    error = error_from_response(httpx.Response(status, json=body, request=request))
+    assert isinstance(error, family) and error.status == status
+    assert error.detail[0].field == "body" and "application/json" in error.detail[0].message
