@@ -643,15 +643,10 @@ class SeriesFeatures:
         """Series x positions: the mean of the last ``scale_window`` periods before each position; where
         that is zero or missing (a series quiet for a month), the mean of all its history before it; where
         that is too, 1 (a series that never sold is forecast in plain units, near zero)."""
-        if len(positions) == 1:  # a forecast step: slices, as in _history
+        if len(positions) == 1:  # a forecast step: running sums over the history before it, as in _history
             position = int(positions[0])
-            recent = _Recent(y[:, max(position - self.scale_window, 0) : position]).mean(
-                positions, self.scale_window
-            )
-            quiet = ~(recent > 0)
-            if not quiet.any():
-                return recent
-            overall = _Window(y).mean(positions, int(positions[0]))
+            means = _Recent(y[:, :position])
+            recent, overall = means.mean(positions, self.scale_window), means.mean(positions, position)
         else:
             recent = _Cumulative(y).mean(positions, self.scale_window)
             overall = _Cumulative(y).mean(positions, int(positions.max()) + 1)
@@ -712,17 +707,6 @@ class _Cumulative:
             return np.where(count > 0, total / count, np.nan)
 
 
-class _Window:
-    """Window means at a single position, by slicing: what _Cumulative computes, for one forecast step."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-
-    def mean(self, positions: np.ndarray, window: int) -> np.ndarray:
-        position = int(positions[0])
-        return _nanmean_last(self.values[:, max(position - window, 0) : position])[:, None]
-
-
 class _Recent:
     """Means of the last w values of a slice ending at one position, for any w: running sums from the
     newest value back, so a forecast step's four window means and its share of days with sales cost two
@@ -735,7 +719,8 @@ class _Recent:
         self.counts = np.cumsum(observed, axis=1)
 
     def mean(self, positions: np.ndarray, window: int) -> np.ndarray:
-        """As _Window.mean: the mean of the non-missing values among the last ``window`` (NaN if none)."""
+        """As _Cumulative.mean at the slice's end: the mean of the non-missing values among the last
+        ``window`` (NaN if none)."""
         if self.sums.shape[1] == 0:
             return np.full((len(self.sums), 1), np.nan)
         last = min(window, self.sums.shape[1]) - 1
