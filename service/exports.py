@@ -19,11 +19,17 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 import httpx
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Path, Request
 from fastapi.responses import Response
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
+
+from salespulse.analytics.query import Query as AnalyticsQuery
+from salespulse.analytics.reports import REGISTRY
+from salespulse.analytics.reports.base import get_report
+from salespulse.schemas import ErrorBody
 
 ExportFormat = Literal["csv", "xlsx"]
 MEDIA_TYPES = {
@@ -42,6 +48,10 @@ EXCEL_FORMATS = {
 # Excel's own limits and taboos for a sheet name.
 _SHEET_NAME_TABOO = re.compile(r"[\[\]:*?/\\]")
 _WIDTH_SAMPLE_ROWS = 200
+# Refusals in the service's one error shape (those of the analytics app are passed on as they are).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422)
+}
 
 
 def add_export_routes(app: FastAPI, analytics: FastAPI) -> None:
@@ -52,11 +62,19 @@ def add_export_routes(app: FastAPI, analytics: FastAPI) -> None:
         tags=["exports"],
         summary="A named report as CSV or Excel",
         response_class=Response,
-        responses={200: {"content": {MEDIA_TYPES["csv"]: {}, MEDIA_TYPES["xlsx"]: {}}}},
+        responses={200: {"content": {MEDIA_TYPES["csv"]: {}, MEDIA_TYPES["xlsx"]: {}}}, **ERRORS},
     )
-    async def export_report(name: str, fmt: ExportFormat, request: Request) -> Response:
+    async def export_report(
+        fmt: ExportFormat,
+        request: Request,
+        name: str = Path(
+            description="A report's name (GET /analytics/reports lists them); another is 404.",
+            json_schema_extra={"enum": sorted(REGISTRY)},
+        ),
+    ) -> Response:
         """The rows of `GET /analytics/reports/<name>` with the same query parameters, as CSV or as an Excel
         workbook (a sheet of rows with typed cells, and an "about" sheet: parameters, summary, notes)."""
+        get_report(name)  # an unknown name is a 404 here, before it is put in a URL (it may not fit one)
         answer = await _ask(
             analytics, "GET", f"/reports/{name}", request, params=request.query_params.multi_items()
         )
@@ -70,18 +88,20 @@ def add_export_routes(app: FastAPI, analytics: FastAPI) -> None:
         tags=["exports"],
         summary="A query of the semantic layer as CSV or Excel",
         response_class=Response,
-        responses={200: {"content": {MEDIA_TYPES["csv"]: {}, MEDIA_TYPES["xlsx"]: {}}}},
+        responses={200: {"content": {MEDIA_TYPES["csv"]: {}, MEDIA_TYPES["xlsx"]: {}}}, **ERRORS},
     )
     async def export_query(
         fmt: ExportFormat,
         request: Request,
-        query: dict[str, Any] = Body(..., examples=[{"measures": ["revenue"], "dimensions": ["region"]}]),
+        query: AnalyticsQuery = Body(..., examples=[{"measures": ["revenue"], "dimensions": ["region"]}]),
     ) -> Response:
         """The rows of `POST /analytics/query` for the same body, as CSV or as an Excel workbook."""
-        answer = await _ask(analytics, "POST", "/query", request, json_body=query)
+        # The body is documented (and checked) as the query it is; the analytics app gets it as it was sent.
+        body = await request.body()
+        answer = await _ask(analytics, "POST", "/query", request, content=body)
         if answer.status_code != 200:
             return _passed_on(answer)
-        result = {**answer.json(), "params": {"query": query}}
+        result = {**answer.json(), "params": {"query": json.loads(body)}}
         return _download(result, fmt, "query", "Query of the semantic layer")
 
 
@@ -92,13 +112,15 @@ async def _ask(
     request: Request,
     *,
     params: list[tuple[str, str]] | None = None,
-    json_body: dict[str, Any] | None = None,
+    content: bytes | None = None,
 ) -> httpx.Response:
     # The caller's key goes along, so the analytics app applies its own read-access rule.
     headers = {k: v for k, v in request.headers.items() if k.lower() == "x-api-key"}
+    if content is not None:
+        headers["content-type"] = "application/json"
     transport = httpx.ASGITransport(app=analytics)
     async with httpx.AsyncClient(transport=transport, base_url="http://analytics", timeout=120) as client:
-        return await client.request(method, path, params=params, json=json_body, headers=headers)
+        return await client.request(method, path, params=params, content=content, headers=headers)
 
 
 def _passed_on(answer: httpx.Response) -> Response:
@@ -165,7 +187,7 @@ def rows_to_xlsx(
 
     info = workbook.create_sheet("about")
     for key, value in about:
-        info.append([key, value])
+        info.append([key, cell_text(value) if isinstance(value, str) else value])
         info.cell(info.max_row, 1).font = Font(bold=True)
     info.column_dimensions["A"].width = 24
     info.column_dimensions["B"].width = 100
@@ -200,9 +222,17 @@ def excel_value(value: Any, fmt: str) -> Any:
             return date.fromisoformat(value[:10])
         except ValueError:
             return value
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        return cell_text(value)
+    if isinstance(value, bool | int | float):
         return value
-    return _plain(value)
+    return cell_text(_plain(value))
+
+
+def cell_text(text: str) -> str:
+    """Text an Excel cell can hold: the control characters the file format forbids become U+FFFD (a sale
+    recorded with one must not make its report impossible to download)."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
 
 
 def sheet_name(name: str) -> str:

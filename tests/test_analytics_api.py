@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from salespulse.analytics import rollups
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.reports import REGISTRY, run_report
+from salespulse.analytics.reports.base import FILTER_PARAMS
 from salespulse.analytics.semantic import COMPONENTS, ROLLUPS
 from salespulse.config import get_settings
 from service.analytics_api import create_analytics_app
@@ -95,7 +96,8 @@ def test_every_report_is_a_documented_route_with_an_example(client: TestClient) 
         example = operation["responses"]["200"]["content"]["application/json"]["example"]
         assert example["report"] == name and example["rows"] and example["columns"]
         parameters = {p["name"]: p for p in operation["parameters"]}
-        assert {"region", "category", "product"} <= set(parameters)
+        assert {p.name for p in report.all_params} <= set(parameters)  # the filters it takes, and no other
+        assert {p.name for p in FILTER_PARAMS if p not in report.filter_params}.isdisjoint(parameters)
         assert all(
             parameters[p.name]["schema"].get("examples") for p in report.params if p.example is not None
         )
@@ -160,7 +162,7 @@ def test_bad_report_parameters_get_422(client: TestClient) -> None:
         ("/reports/top-products", {"limit": 3}, "limit"),
         ("/reports/sales-by-state", {"start": "2025-06-01", "end": "2025-01-01"}, "end"),
         ("/reports/seasonality", {"profile": "minute_of_hour"}, "profile"),
-        ("/reports/goal-attainment-by-region", {"product": "P-00001"}, "filters"),
+        ("/reports/goal-attainment-by-region", {"product": "P-00001"}, "product"),  # not a filter it takes
     ):
         response = client.get(route, params=params)
         assert response.status_code == 422, (route, response.text)
@@ -185,21 +187,25 @@ def test_sql_in_a_filter_is_just_a_value(client: TestClient, engine: AnalyticsEn
                 "filters": [{"member": "region", "operator": "in", "values": [value]}],
             },
         )
-        # The filter's members are checked before any SQL runs: no such region.
-        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "filters[0].values"
-        # A report checks its filters' members too: no such category, and nothing was run.
+        # No such region: nothing matches, and a note says so.
+        assert response.status_code == 200 and response.json()["rows"] == []
+        assert response.json()["notes"][0].startswith(f"filters[0].values: no region {value!r}")
+        # A report's filter is just a value too: no such category.
         response = client.get("/reports/sales-by-state", params={"category": value})
-        assert response.status_code == 422 and response.json()["detail"][0]["field"] == "category"
+        assert response.status_code == 200 and response.json()["rows"] == []
+        assert response.json()["notes"][0].startswith(f"category: no category {value!r}")
     assert warehouse_digest(engine) == before
 
 
-def test_an_unknown_member_gets_422_naming_the_parameter(client: TestClient) -> None:
+def test_an_unknown_member_matches_nothing_and_a_note_names_the_parameter(client: TestClient) -> None:
+    """The OpenAPI document can list no members that imports and sales change: a value the data does not
+    have is a valid request that matches nothing, and the note lists the values there are."""
+    west = client.get("/reports/sales-by-state", params={"region": ["West"]}).json()
     response = client.get("/reports/sales-by-state", params={"region": ["West", "Atlantis"]})
-    assert response.status_code == 422
-    assert response.json()["error"] == "unknown member"
-    (problem,) = response.json()["detail"]
-    assert problem["field"] == "region" and "'Atlantis'" in problem["message"]
-    assert "Central, East, South, West" in problem["message"]
+    assert response.status_code == 200 and response.json()["rows"] == west["rows"] != []
+    (note,) = response.json()["notes"]
+    assert note.startswith("region: no region 'Atlantis' in the data")
+    assert "Central, East, South, West" in note
     response = client.get("/reports/top-products", params={"channel": "fax"})
     assert response.status_code == 422 and response.json()["detail"][0]["field"].startswith("channel")
     ok = client.get("/reports/top-products", params={"channel": "trade", "state": ["CA"], "n": 3})
@@ -208,7 +214,7 @@ def test_an_unknown_member_gets_422_naming_the_parameter(client: TestClient) -> 
 
 def test_members_of_an_ingested_batch_count_from_the_next_request(client: TestClient) -> None:
     route, drones = "/reports/sales-by-state", {"category": "Drones"}
-    assert client.get(route, params=drones).status_code == 422
+    assert client.get(route, params=drones).json()["notes"][0].startswith("category: no category 'Drones'")
     batch = {
         "lines": [sale("DRONE-1", 1, product_id="P-DRONE")],
         "products": [
@@ -219,6 +225,7 @@ def test_members_of_an_ingested_batch_count_from_the_next_request(client: TestCl
     assert response.status_code == 200, response.text
     answer = client.get(route, params=drones)
     assert answer.status_code == 200 and answer.json()["rows"][0]["revenue"] == pytest.approx(90.0)
+    assert answer.json()["notes"] == []
 
 
 # --- real-time sales ---

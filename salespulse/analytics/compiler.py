@@ -446,10 +446,14 @@ class Compiler:
         changes = []
         for m in query.measures:
             now, before = _quote(m), _quote(m + "_previous")
-            changes.append(f"{now} - {before} AS {_quote(m + '_change')}")
-            changes.append(
-                f"100.0 * ({now} - {before}) / nullif(abs({before}), 0) AS {_quote(m + '_change_pct')}"
+            changes.append(f"{now} - {before} AS {_quote(m + '_change')}")  # of a day: a number of days
+            # A percentage of a day (first_sale) means nothing (and abs(DATE) does not exist): null.
+            pct = (
+                "CAST(NULL AS DOUBLE)"
+                if MEASURES[m].format == "date"
+                else f"100.0 * ({now} - {before}) / nullif(abs({before}), 0)"
             )
+            changes.append(f"{pct} AS {_quote(m + '_change_pct')}")
         return f"SELECT *, {', '.join(changes)} FROM joined"
 
     def _measure_filters(self, query: Query, params: Params) -> str:

@@ -39,7 +39,7 @@ from salespulse.analytics.compiler import (
     running_now,
     selling_weekdays,
 )
-from salespulse.analytics.errors import BatchRejected, Problem, UnknownMember
+from salespulse.analytics.errors import BatchRejected, Problem
 from salespulse.analytics.ingest import SalesBatch, customers_table, lines_table, products_table
 from salespulse.analytics.query import INTERNAL, TIME_OUTPUT, Query
 from salespulse.analytics.semantic import DIMENSIONS, Operator
@@ -253,10 +253,11 @@ class AnalyticsEngine:
     ) -> dict[str, Any]:
         """The answer as columns and rows; with ``raw_json`` the rows are one RawJSON text (for HTTP).
 
-        A filter value the warehouse does not have is refused (UnknownMember), like a report's."""
+        A filter value the warehouse does not have matches nothing, as any filter would; a note says so,
+        like a report's (unknown_members)."""
         if not isinstance(query, Query):
             query = Query.model_validate(query)
-        self.check_members(
+        unknown = self.unknown_members(
             (f"filters[{i}].values", f.member, f.values)
             for i, f in enumerate(query.filters)
             if f.operator in (Operator.EQUALS, Operator.IN) and not f.is_measure
@@ -268,7 +269,7 @@ class AnalyticsEngine:
             "columns": [{"name": c.name, "format": c.format} for c in compiled.columns],
             "rows": rows,
             "source": compiled.source,
-            "notes": list(compiled.notes),
+            "notes": [*unknown, *compiled.notes],
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
         }
 
@@ -379,18 +380,19 @@ class AnalyticsEngine:
         self._members[dimension] = (state, found)
         return found
 
-    def check_members(self, wanted: Iterable[tuple[str, str, list[Any]]]) -> None:
-        """Refuse (UnknownMember: 422, naming where) member values the warehouse does not have: a filter on
-        region 'Atlantis' would otherwise answer nothing, as if nothing had sold. ``wanted`` lists where the
-        values were given, the dimension and the values."""
-        problems = []
+    def unknown_members(self, wanted: Iterable[tuple[str, str, list[Any]]]) -> list[str]:
+        """Notes on the member values the warehouse does not have, each naming where it was given and the
+        values the data has. A filter on region 'Atlantis' answers nothing, as a filter on a region without
+        sales would: the OpenAPI document can promise no list of values that imports and sales change, so
+        such a value is not an invalid request (422); the note keeps a typo from passing for "no sales".
+        ``wanted`` lists where the values were given, the dimension and the values."""
+        notes = []
         for where, dimension, values in wanted:
             known = self._known_values(dimension)
             unknown = [v for v in values if v not in known]
             if unknown:
-                problems.append(Problem(where, unknown_member_message(dimension, unknown, known)))
-        if problems:
-            raise UnknownMember(problems)
+                notes.append(f"{where}: {unknown_member_message(dimension, unknown, known)}")
+        return notes
 
     def _known_values(self, dimension: str) -> frozenset[Any]:
         cycle = DIMENSIONS[dimension].cycle

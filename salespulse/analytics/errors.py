@@ -45,10 +45,3 @@ class BatchRejected(AnalyticsError):
     """A sales batch has invalid lines; nothing was written."""
 
     title = "batch rejected"
-
-
-class UnknownMember(AnalyticsError):
-    """A filter names a member the warehouse does not have (a region 'Atlantis'): refused rather than
-    answered with nothing."""
-
-    title = "unknown member"

@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -34,28 +34,29 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from salespulse.bounds import (
-    LineAmount,
-    LineQuantity,
+    Documented,
     StrictFloat,
-    StrictInt,
-    UnitPrice,
     check_datetime,
-    check_identifier,
+    datetime_schema,
+    iso_datetime,
+    line_amount,
+    line_quantity,
     line_revenue_error,
+    strict_int,
+    trimmed_text,
+    unit_price,
 )
+from salespulse.config import get_settings
 from salespulse.dataset.geography import REGION_OF_STATE, REGIONS, state_code, zip_table
 from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS, UNITED_STATES, US_SPELLINGS
 
 REVENUE_TOLERANCE = 0.01  # the file import's tolerance between revenue and quantity x price x (1 - discount)
 MAX_BATCH_LINES = 100_000  # an absolute cap; the engine enforces the configured (smaller) one
 
-# Ids are plain text on one line (no NUL, newline or other control character: salespulse.bounds).
-Key = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-    AfterValidator(check_identifier),
-]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Ids are plain text on one line (no NUL, newline or other control character: salespulse.bounds); ids and
+# texts are stored without the white space around them, and must have something else.
+Key = trimmed_text(64, plain=True)
+Text = trimmed_text(200, plain=False)
 
 
 def _country(value: str) -> str:
@@ -80,8 +81,13 @@ def _us_address(info: ValidationInfo) -> bool:
     return in_the_us if in_the_us is not None else _validated(info, "state") in REGION_OF_STATE
 
 
-def _state_in_its_country(value: str, info: ValidationInfo) -> str:
+# The address validators run on optional fields: an absent part (None) has nothing to check.
+
+
+def _state_in_its_country(value: str | None, info: ValidationInfo) -> str | None:
     """A US state becomes its code; the US must have one; another country's state is kept as written."""
+    if value is None:
+        return None
     in_the_us = _in_the_us(info)
     code = state_code(value) if in_the_us is not False else None
     if in_the_us and code is None:
@@ -89,14 +95,18 @@ def _state_in_its_country(value: str, info: ValidationInfo) -> str:
     return code or value
 
 
-def _zip_in_its_country(value: str, info: ValidationInfo) -> str:
+def _zip_in_its_country(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
     if _us_address(info) and not (len(value) == 5 and value.isdigit()):
         raise PydanticCustomError("zip", "'{value}' is not a five-digit zip code", {"value": value})
     return value
 
 
-def _region_in_its_country(value: str, info: ValidationInfo) -> str:
+def _region_in_its_country(value: str | None, info: ValidationInfo) -> str | None:
     """A US customer's region is one of the sales regions (elsewhere a region is whatever the source says)."""
+    if value is None:
+        return None
     if _us_address(info) and value not in REGIONS:
         raise PydanticCustomError(
             "region",
@@ -114,10 +124,13 @@ def _plain_time(value: datetime) -> datetime:
     return check_datetime(value)
 
 
+SaneDateTime = Annotated[
+    datetime, BeforeValidator(iso_datetime), AfterValidator(_plain_time), Documented(datetime_schema)
+]
 # Numbers are strict (a JSON string "3" is refused, not coerced) and finite, within the sanity bounds of
 # salespulse.bounds (settings): one line of quantity 1e7 x price 1e12 would swamp every total.
-Price = Annotated[UnitPrice, Field(ge=0)]
-Amount = Annotated[LineAmount, Field(ge=0)]
+Price = unit_price(ge=0)
+Amount = line_amount(ge=0)
 Country = Annotated[Text, AfterValidator(_country)]
 Latitude = Annotated[StrictFloat, Field(ge=-90, le=90)]
 Longitude = Annotated[StrictFloat, Field(ge=-180, le=180)]
@@ -129,10 +142,14 @@ class Strict(BaseModel):
 
 class SaleLine(Strict):
     order_id: Key
-    line: StrictInt = Field(
-        ge=1, le=1_000_000, description="Line number within the order; with order_id, the key."
+    line: strict_int(ge=1, le=1_000_000) = Field(  # type: ignore[valid-type]
+        description="Line number within the order; with order_id, the key."
     )
-    ordered_at: Annotated[datetime, AfterValidator(_plain_time)]
+    ordered_at: SaneDateTime = Field(
+        description="YYYY-MM-DDThh:mm[:ss[.ffffff]], in the warehouse's time, or with Z "
+        "or an offset (+02:00) to be converted to UTC; the day, in UTC, within the supported dates "
+        "(SALESPULSE_EARLIEST_DATE to SALESPULSE_LATEST_DATE)."
+    )
     customer_id: Key
     product_id: Key
     salesman_id: Key | None = None
@@ -140,7 +157,7 @@ class SaleLine(Strict):
     channel: Literal["direct", "trade"] | None = Field(
         None, description="Defaults to 'trade' when a distributor is named, else 'direct'."
     )
-    quantity: Annotated[LineQuantity, Field(gt=0)] = Field(
+    quantity: line_quantity(gt=0) = Field(  # type: ignore[valid-type]
         description="At most SALESPULSE_MAX_LINE_QUANTITY (default 1,000,000)."
     )
     unit_price: Price = Field(description="At most SALESPULSE_MAX_UNIT_PRICE (default 1e9).")
@@ -228,12 +245,26 @@ def _unique(items: list, key: str, what: str) -> list:
     return items
 
 
+def _batch_limit() -> dict[str, int]:
+    """The configured largest batch, which the engine enforces (the model's own cap is absolute)."""
+    return {"maxItems": min(get_settings().analytics_max_batch_lines, MAX_BATCH_LINES)}
+
+
 class SalesBatch(Strict):
     """Order lines to append (or replace, by order_id + line), with what is known of customers/products."""
 
-    lines: list[SaleLine] = Field(min_length=1, max_length=MAX_BATCH_LINES)
-    customers: list[CustomerInfo] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
-    products: list[ProductInfo] = Field(default_factory=list, max_length=MAX_BATCH_LINES)
+    lines: Annotated[list[SaleLine], Documented(_batch_limit)] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_LINES,
+        description="At most SALESPULSE_ANALYTICS_MAX_BATCH_LINES (default 10,000); each order_id + line "
+        "once.",
+    )
+    customers: list[CustomerInfo] = Field(
+        default_factory=list, max_length=MAX_BATCH_LINES, description="Each customer_id once."
+    )
+    products: list[ProductInfo] = Field(
+        default_factory=list, max_length=MAX_BATCH_LINES, description="Each product_id once."
+    )
 
     model_config = ConfigDict(
         extra="forbid",

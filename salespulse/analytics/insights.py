@@ -44,8 +44,10 @@ from pydantic import BaseModel, Field, create_model
 from salespulse.analytics.compiler import add_months, month_end, month_start
 from salespulse.analytics.errors import DataUnavailable, Problem, QueryError
 from salespulse.analytics.reports import run_report
-from salespulse.analytics.reports.base import FILTER_PARAMS, ReportParams
+from salespulse.analytics.reports.base import FILTER_PARAMS, ReportParams, query_parameter
+from salespulse.analytics.reports.goals import GOAL_FILTERS
 from salespulse.analytics.semantic import DIMENSIONS
+from salespulse.bounds import date_bounds
 
 if TYPE_CHECKING:
     from salespulse.analytics.engine import AnalyticsEngine
@@ -100,36 +102,51 @@ class EngineSource:
 
 # --- parameters ---
 
+BASELINE_RULE = (
+    "The window and the as many days before it (the baseline) must be within the supported dates "
+    "(SALESPULSE_EARLIEST_DATE, default 1900-01-01): a baseline beginning earlier is refused (422)."
+)
+
 
 def _params_model() -> type[ReportParams]:
     fields: dict[str, Any] = {}
     for p in FILTER_PARAMS:
         examples = [p.example] if p.example is not None else None
-        fields[p.name] = (p.type, Field(p.default, description=p.description, examples=examples))
+        fields[p.name] = (
+            query_parameter(p.type),
+            Field(p.default, description=p.description, examples=examples),
+        )
+    day = query_parameter(date | None)  # YYYY-MM-DD within the supported dates (salespulse.bounds)
     fields["start"] = (
-        date | None,
+        day,
         Field(
             None,
             description="First day of the window, compared with as many days just before it (default: "
-            "the week or the four weeks up to the as-of day, see period).",
+            "the week or the four weeks up to the as-of day, see period). Not after the as-of day (`end`, "
+            "else `as_of`). " + BASELINE_RULE,
             examples=["2025-04-01"],
         ),
     )
     fields["end"] = (
-        date | None,
-        Field(None, description="Last day of the window; also the as-of day.", examples=["2025-06-30"]),
+        day,
+        Field(
+            None,
+            description="Last day of the window; also the as-of day. Not before `start`.",
+            examples=["2025-06-30"],
+        ),
     )
     fields["as_of"] = (
-        date | None,
+        day,
         Field(
             None,
             description="The day the insights are for (default: the last complete day with data: the "
-            "last day with a sale, or yesterday while today's sales are still coming in). `end` wins.",
+            "last day with a sale, or yesterday while today's sales are still coming in, or `start` when "
+            "that is later). `end` wins. Not before `start`. " + BASELINE_RULE,
             examples=["2025-06-30"],
         ),
     )
     fields["period"] = (
-        Period,
+        query_parameter(Period),
         Field(
             "month",
             description="The window compared with the one before it: the week, or the four weeks, up to "
@@ -137,7 +154,10 @@ def _params_model() -> type[ReportParams]:
             examples=["week"],
         ),
     )
-    fields["n"] = (int, Field(DEFAULT_COUNT, ge=1, le=20, description="How many insights, at most."))
+    fields["n"] = (
+        query_parameter(int),
+        Field(DEFAULT_COUNT, ge=1, le=20, description="How many insights, at most."),
+    )
     return create_model("InsightParams", __base__=ReportParams, **fields)
 
 
@@ -315,11 +335,24 @@ class Window:
 
 
 def window_of(params: ReportParams, as_of: date) -> Window:
+    """The window up to ``as_of`` and its baseline, the as many days just before it; QueryError (naming the
+    parameter that placed the window) when the baseline would begin before the supported dates, where no
+    report may look."""
     if params.start is not None:
         start, rolling = params.start, None
     else:
         start, rolling = as_of - timedelta(days=PERIOD_DAYS[params.period] - 1), params.period
     days = (as_of - start).days + 1
+    earliest = date_bounds()[0]
+    if start - timedelta(days=days) < earliest:
+        where = "start" if params.start is not None else "end" if params.end is not None else "as_of"
+        raise QueryError(
+            Problem(
+                where,
+                f"the window {start.isoformat()} to {as_of.isoformat()} is compared with the {days} days "
+                f"before it, which begin before the earliest supported date {earliest.isoformat()}",
+            )
+        )
     return Window(start, as_of, start - timedelta(days=days), start - timedelta(days=1), rolling)
 
 
@@ -390,7 +423,8 @@ def _leader(rows: list[Row], change: float) -> Row | None:
 def _led_by(ctx: Context, draft: Draft, dimension: str, row: Row, prefix: str) -> str:
     """', led by Texas (-$30K)': the member one level down whose change led ``row``'s, as a second source."""
     below = DRILL.get(dimension)
-    if below is None or len(ctx.filters.get(below) or []) == 1:
+    # Lines without the member (no region recorded) are a row too, but no filter can ask for "none".
+    if below is None or len(ctx.filters.get(below) or []) == 1 or row[dimension] is None:
         return ""
     params, result = _explained(ctx, below, **{dimension: [row[dimension]]})
     sub = _leader(result["rows"], row["revenue_change"])
@@ -508,10 +542,18 @@ def product_movers(ctx: Context) -> list[Insight]:
 
 
 def _goal_rows(
-    ctx: Context, name: str, refused: list[str], **extra: Any
+    ctx: Context, name: str, refused: list[str], *, by: str, **extra: Any
 ) -> tuple[dict[str, Any], list[Row]] | None:
-    """A goal report's rows, or None when no plan answers the filters (the report refuses them: why is added
-    to ``refused``)."""
+    """A goal report's rows by the level ``by``, or None when no plan answers the filters (the report does
+    not take them, or refuses them: why is added to ``refused``)."""
+    answered = GOAL_FILTERS[by]
+    others = [given for given in ctx.filters if given not in answered]
+    if others:
+        refused.append(
+            f"the goal plan by {by} has no {others[0]!r}: goals by {by} are filtered by "
+            f"{' or '.join(map(repr, answered))} only"
+        )
+        return None
     params = ctx.params(**extra)
     try:
         return params, ctx.report(name, params)["rows"]
@@ -522,9 +564,10 @@ def _goal_rows(
 
 def goal_pace(ctx: Context) -> list[Insight]:
     month = month_start(ctx.as_of)
+    start = max(month, date_bounds()[0])  # no report looks before the supported dates
     refused: list[str] = []
     for level in GOAL_LEVELS:
-        found = _goal_rows(ctx, f"goal-attainment-by-{level}", refused, start=month, end=ctx.as_of)
+        found = _goal_rows(ctx, f"goal-attainment-by-{level}", refused, by=level, start=start, end=ctx.as_of)
         if found is None:
             continue
         params, rows = found
@@ -577,10 +620,14 @@ def _goal_insight(ctx: Context, level: str, params: dict[str, Any], rows: list[R
 def opportunities(ctx: Context) -> list[Insight]:
     month = month_start(ctx.as_of)
     before = add_months(month, -1)
+    if before < date_bounds()[0]:  # no month before to compare with: nothing was sold before the dates
+        return []
     found = []
     for level in OPPORTUNITY_LEVELS:
         band = {"low_pct": 60.0, "high_pct": 80.0}  # the report's default, stated so that the link says it
-        answer = _goal_rows(ctx, "sales-opportunities", [], level=level, **band, start=before, end=ctx.as_of)
+        answer = _goal_rows(
+            ctx, "sales-opportunities", [], by=level, level=level, **band, start=before, end=ctx.as_of
+        )
         if answer is None:
             continue
         params, rows = answer
@@ -695,7 +742,9 @@ def build_insights(
     if as_of is None:
         last = source.last_day()
         as_of = default_as_of(last, today or date.today())
-        if last is not None and as_of != last:
+        if given.start is not None and given.start > as_of:  # a window after the data: nothing to say yet
+            as_of = given.start
+        elif last is not None and as_of != last:
             notes.append(f"Today ({last.isoformat()}) is not over: the insights are as of the day before.")
     if given.start is not None and given.start > as_of:
         raise QueryError(Problem("start", f"{given.start} is after the day the insights are for ({as_of})"))
@@ -703,6 +752,7 @@ def build_insights(
     window = window_of(given, as_of)
     ctx = Context(source, filters, as_of, window, notes)
     insights = [insight for rule in RULES.values() for insight in rule(ctx)]
+    notes.extend(_unknown_members(ctx))
     order = {kind: i for i, kind in enumerate(RULES)}
     insights.sort(key=lambda i: (-i.impact, order.get(i.kind, 99), i.id))
     result = InsightsResult(
@@ -716,6 +766,14 @@ def build_insights(
         elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return result.model_dump(mode="json")
+
+
+def _unknown_members(ctx: Context) -> list[str]:
+    """The reports' notes on filter values the data does not have (as "region: no region 'Atlantis' in the
+    data; ..."), once each: said rather than refused, as by the reports (see engine.unknown_members)."""
+    prefixes = tuple(f"{name}: no {name} " for name in ctx.filters)
+    found = (note for result in ctx._cache.values() for note in result.get("notes", []))
+    return list(dict.fromkeys(note for note in found if prefixes and note.startswith(prefixes)))
 
 
 def insights_of(

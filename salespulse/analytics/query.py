@@ -21,7 +21,7 @@ from salespulse.analytics.semantic import (
     Limits,
     Operator,
 )
-from salespulse.bounds import FiniteFloat, Int64, SaneDate
+from salespulse.bounds import Documented, FiniteFloat, Int64, SaneDate, strict_int
 
 LIMITS = Limits()
 TIME_OUTPUT = "period"
@@ -67,9 +67,15 @@ def _known_member(name: str) -> str:
     return name
 
 
-MeasureName = Annotated[str, AfterValidator(_known_measure)]
-DimensionName = Annotated[str, AfterValidator(_known_dimension)]
-MemberName = Annotated[str, AfterValidator(_known_member)]
+# The names are checked by validators (whose messages list the valid names) and declared as enums in the
+# JSON schema, so the OpenAPI document lists what is accepted.
+MeasureName = Annotated[str, AfterValidator(_known_measure), Documented({"enum": sorted(MEASURES)})]
+DimensionName = Annotated[
+    str, AfterValidator(_known_dimension), Documented({"enum": sorted(PUBLIC_DIMENSIONS)})
+]
+MemberName = Annotated[
+    str, AfterValidator(_known_member), Documented({"enum": sorted([*PUBLIC_DIMENSIONS, *MEASURES])})
+]
 FilterValue = str | Int64 | FiniteFloat | None  # NaN and infinities would silently match nothing
 
 
@@ -93,16 +99,35 @@ class Strict(BaseModel):
 
 class TimeDimension(Strict):
     dimension: Literal["ordered_at"] = Field("ordered_at", description="The only time dimension: order time.")
-    grain: Grain | None = Field(None, description="Bucket size; none for totals over the date range.")
+    grain: Grain | None = Field(
+        None,
+        description="Bucket size; none for totals over the date range. Goal measures are monthly: with one, "
+        "month, quarter or year (or none).",
+    )
     date_range: DateRange | None = Field(
-        None, description="[start, end], inclusive ISO dates.", examples=[["2025-01-01", "2025-03-31"]]
+        None,
+        description="[start, end], inclusive YYYY-MM-DD days within the supported dates; start not after "
+        "end.",
+        examples=[["2025-01-01", "2025-03-31"]],
     )
 
 
 class Filter(Strict):
-    member: MemberName
+    member: MemberName = Field(
+        description="A dimension, or a measure (a measure's filter applies to the result rows, and the "
+        "measure "
+        "must be in the query's measures)."
+    )
     operator: Operator
-    values: list[FilterValue] = Field(default_factory=list, max_length=LIMITS.max_values)
+    values: list[FilterValue] = Field(
+        default_factory=list,
+        max_length=LIMITS.max_values,
+        description="equals: one value; in / not_in: one or more; range: [low, high], either may be null "
+        "(not "
+        "both); set / not_set: none. Numbers for a measure or a whole-number dimension (year, month_of_year, "
+        "...), text for the others; null only as an open end of a range. A value the data does not have "
+        "matches nothing (a note names it).",
+    )
 
     @model_validator(mode="after")
     def _check_values(self) -> Self:
@@ -148,28 +173,59 @@ class Filter(Strict):
         return self.member in MEASURES
 
 
+COMPARE_SUFFIXES = ("previous", "change", "change_pct")
+OUTPUT_NAMES = sorted(
+    {TIME_OUTPUT, *PUBLIC_DIMENSIONS, *MEASURES, *(f"{m}_{x}" for m in MEASURES for x in COMPARE_SUFFIXES)}
+)
+"""Every column a query can answer with; which ones a query has depends on the query (output_names)."""
+
+
 class OrderBy(Strict):
-    member: str = Field(description="A dimension, measure, 'period', or a comparison column of the query.")
+    member: Annotated[str, Documented({"enum": OUTPUT_NAMES})] = Field(
+        description="A column of this query's result: 'period' (with a grain), one of its dimensions or "
+        "measures, or a comparison column of a measure (<measure>_previous, _change, _change_pct) when it "
+        "compares."
+    )
     direction: Literal["asc", "desc"] = "asc"
 
 
 class Query(Strict):
     """A question in the spirit of Cube's REST query."""
 
-    measures: list[MeasureName] = Field(min_length=1, max_length=LIMITS.max_members, examples=[["revenue"]])
+    measures: list[MeasureName] = Field(
+        min_length=1,
+        max_length=LIMITS.max_members,
+        json_schema_extra={"uniqueItems": True},
+        description="Each at most once.",
+        examples=[["revenue"]],
+    )
     dimensions: list[DimensionName] = Field(
-        default_factory=list, max_length=LIMITS.max_members, examples=[["category"]]
+        default_factory=list,
+        max_length=LIMITS.max_members,
+        json_schema_extra={"uniqueItems": True},
+        description="Each at most once. With a goal measure, only what the goal plan is split by (see "
+        "GET /meta).",
+        examples=[["category"]],
     )
     time_dimension: TimeDimension | None = None
     filters: list[Filter] = Field(default_factory=list, max_length=LIMITS.max_members)
     order: list[OrderBy] = Field(default_factory=list, max_length=LIMITS.max_members)
-    limit: int = Field(1_000, ge=1, le=LIMITS.max_rows, description="Rows returned (at most 50,000).")
-    offset: int = Field(0, ge=0, le=10_000_000)
+    # Strict: a JSON number without a fraction; "100" (text), 100.5 and true are refused, not coerced.
+    limit: strict_int(ge=1, le=LIMITS.max_rows) = Field(  # type: ignore[valid-type]
+        1_000, description="Rows returned (at most 50,000)."
+    )
+    offset: strict_int(ge=0, le=10_000_000) = Field(  # type: ignore[valid-type]
+        0, description="Rows skipped first (at most 10,000,000)."
+    )
     compare: CompareTo | None = Field(
-        None, description="Add the same measures for a comparison period, with change and % change."
+        None,
+        description="Add the same measures for a comparison period, with change and % change. Needs "
+        "time_dimension.date_range; not with compare_date_range.",
     )
     compare_date_range: DateRange | None = Field(
-        None, description="An explicit comparison period instead of `compare`."
+        None,
+        description="An explicit comparison period instead of `compare`: [start, end], inclusive YYYY-MM-DD "
+        "days; start not after end. Needs time_dimension.date_range.",
     )
 
     model_config = ConfigDict(
@@ -235,6 +291,3 @@ class Query(Strict):
         if self.compares:
             names += [f"{m}_{suffix}" for m in self.measures for suffix in COMPARE_SUFFIXES]
         return names
-
-
-COMPARE_SUFFIXES = ("previous", "change", "change_pct")

@@ -13,9 +13,20 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from annotated_types import MaxLen
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from salespulse.analytics.errors import Problem, ReportNotFound
 from salespulse.analytics.query import TIME_OUTPUT, check_range
@@ -28,7 +39,7 @@ from salespulse.analytics.semantic import (
     MEASURES,
     Dimension,
 )
-from salespulse.bounds import SaneDate
+from salespulse.bounds import SaneDate, plain_text
 
 if TYPE_CHECKING:
     from salespulse.analytics.reports.context import ReportContext
@@ -63,12 +74,29 @@ def _filter_param(name: str, dimension: Dimension) -> Param:
 
 
 FILTER_PARAMS = tuple(_filter_param(name, d) for name, d in FILTER_DIMENSIONS.items())
-"""Every report's filters: the dimensions declared as filters (semantic.DIMENSIONS)."""
+"""The filters a report takes (unless it declares fewer): the dimensions declared as filters
+(semantic.DIMENSIONS). A value the data does not have matches nothing: the answer is empty, and a note says
+which values the data has."""
+FILTER_TEXT = plain_text(200)
+"""A text parameter's value (a filter's member, a product id): one line, at most 200 characters."""
+MAX_PARAM_VALUES = 100
+"""The most values of one list parameter (region=West&region=East...): a URL must fit the HTTP server's
+request line (uvicorn reads 64 KiB); a query (POST /query) takes up to LIMITS.max_values."""
 RANGE_PARAMS = (
     Param(
-        "start", date | None, None, "First day, inclusive (default: the first day with data).", "2025-01-01"
+        "start",
+        date | None,
+        None,
+        "First day, inclusive (default: the first day with data). Not after `end`.",
+        "2025-01-01",
     ),
-    Param("end", date | None, None, "Last day, inclusive (default: the last day with data).", "2025-06-30"),
+    Param(
+        "end",
+        date | None,
+        None,
+        "Last day, inclusive (default: the last day with data). Not before `start`.",
+        "2025-06-30",
+    ),
 )
 AS_OF_PARAM = Param(
     "as_of", date | None, None, "The day the card is for (default: the last day with data).", "2025-06-30"
@@ -134,11 +162,21 @@ class Report:
     """Formats of the output columns (those of a plain query report come from the query)."""
     template: Callable[[ReportContext], dict[str, Any]] | None = None
     """The query of a preset (without the common filters)."""
+    filters: tuple[str, ...] | None = None
+    """The filters the report answers, when not all of FILTER_PARAMS (a goal plan is split by few)."""
+    example_filters: tuple[str, ...] | None = None
+    """The filters whose examples go with the other parameters' examples in the OpenAPI document, when
+    not all do (which filters a report answers may depend on another parameter): the examples make one
+    request that the report answers."""
+
+    @property
+    def filter_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in FILTER_PARAMS if self.filters is None or p.name in self.filters)
 
     @property
     def all_params(self) -> tuple[Param, ...]:
         time = RANGE_PARAMS if self.time == "range" else (AS_OF_PARAM,)
-        return (*FILTER_PARAMS, *time, *self.params)
+        return (*self.filter_params, *time, *self.params)
 
     @property
     def example(self) -> dict[str, Any]:
@@ -148,12 +186,14 @@ class Report:
 class ReportParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @field_validator("end", check_fields=False)
+    @field_validator("end", "baseline_end", check_fields=False)
     @classmethod
     def _range_not_inverted(cls, value: date | None, info: ValidationInfo) -> date | None:
-        start = info.data.get("start")
+        """start..end (and baseline_start..baseline_end) is a period: refused inverted, naming the end."""
+        first = info.field_name.replace("end", "start") if info.field_name else "start"
+        start = info.data.get(first)
         if value is not None and start is not None:
-            check_range((start, value), "start..end")
+            check_range((start, value), f"{first}..{info.field_name}")
         return value
 
 
@@ -172,23 +212,54 @@ def _build_params_model(report: Report) -> type[ReportParams]:
     for p in report.all_params:
         constraints = {k: v for k, v in (("ge", p.ge), ("le", p.le)) if v is not None}
         examples = [p.example] if p.example is not None else None
+        if p in FILTER_PARAMS and report.example_filters is not None and p.name not in report.example_filters:
+            examples = None
         fields[p.name] = (
-            within_supported_dates(p.type),
+            query_parameter(p.type),
             Field(p.default, description=p.description, examples=examples, **constraints),
         )
     name = "".join(part.title() for part in report.name.split("-")) + "Params"
     return create_model(name, __base__=ReportParams, **fields)
 
 
-def within_supported_dates(annotation: Any) -> Any:
-    """``date`` (alone or in a union) as :data:`salespulse.bounds.SaneDate`: every date parameter of every
-    report, whichever module declares it, is refused (422 naming it) outside the supported dates, before a
-    report's date arithmetic could overflow."""
+class QueryParameter:
+    """A parameter of the query string as its JSON schema: without the null a ``X | None`` type adds, since
+    a query string cannot say null (an absent parameter is the default) and the document must not offer
+    what no client can send."""
+
+    @staticmethod
+    def __get_pydantic_json_schema__(
+        core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        branches = [b for b in schema.get("anyOf", []) if b != {"type": "null"}]
+        if "anyOf" in schema and len(branches) == 1:
+            del schema["anyOf"]
+            schema.update(branches[0])
+        return schema
+
+
+def query_parameter(annotation: Any) -> Any:
+    """A report's (or the insights') parameter type: constrained, and documented as a query parameter."""
+    return Annotated[constrained(annotation), QueryParameter]
+
+
+def constrained(annotation: Any) -> Any:
+    """A parameter's declared type with the sanity bounds of salespulse.bounds, wherever it occurs (alone,
+    in a union, in a list), whichever module declares it: a ``date`` is a YYYY-MM-DD day within the
+    supported dates (refused, 422 naming it, before a report's date arithmetic could overflow), a ``str``
+    is text on one line (FILTER_TEXT), a list holds at most MAX_PARAM_VALUES values. The OpenAPI document
+    says each (format, pattern, maxLength, maxItems)."""
     if annotation is date:
         return SaneDate
-    if get_origin(annotation) in (Union, types.UnionType):
-        members = tuple(SaneDate if member is date else member for member in get_args(annotation))
-        return Union[members]  # noqa: UP007 - built from a tuple
+    if annotation is str:
+        return FILTER_TEXT
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(constrained(member) for member in get_args(annotation))]  # noqa: UP007
+    if origin is list:
+        (item,) = get_args(annotation)
+        return Annotated[list[constrained(item)], MaxLen(MAX_PARAM_VALUES)]  # type: ignore[misc]
     return annotation
 
 
@@ -221,6 +292,8 @@ def preset(
     post: Callable[[Rows], Rows] | None = None,
     adjust: Callable[[ReportContext, Rows], Rows] | None = None,
     columns: dict[str, str] | None = None,
+    filters: tuple[str, ...] | None = None,
+    example_filters: tuple[str, ...] | None = None,
 ) -> Report:
     """A report that is one query: ``template`` gives the query (without the report's filters).
 
@@ -234,7 +307,18 @@ def preset(
         step = post if adjust is None else lambda rows: adjust(ctx, rows)
         return ctx.query_result(ctx.query(**spec), step)
 
-    report = Report(name, title, section, description, run, params, columns=columns or {}, template=template)
+    report = Report(
+        name,
+        title,
+        section,
+        description,
+        run,
+        params,
+        columns=columns or {},
+        template=template,
+        filters=filters,
+        example_filters=example_filters,
+    )
     return register(report)
 
 

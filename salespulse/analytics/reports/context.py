@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from salespulse.analytics.compiler import Params, dimension_on_entity, entity_sql, filter_sql
+from salespulse.analytics.errors import Problem, QueryError
 from salespulse.analytics.query import LIMITS, Filter, Query
 from salespulse.analytics.reports.base import (
     FILTER_PARAMS,
@@ -122,6 +123,11 @@ class ReportContext:
         start, end = self.values.get("start"), self.values.get("end")
         if up_to_as_of:
             end = self.as_of
+            if start is not None and start > end:
+                if self.values.get("as_of") or self.values.get("end"):
+                    message = f"start {start.isoformat()} is after the as-of day {end.isoformat()}"
+                    raise QueryError([Problem("start", message)])
+                end = start  # after the data: an empty period, not an inverted one
         if start is None and end is None:
             return None
         earliest, latest = date_bounds()  # an open end: the supported dates' (salespulse.bounds)
@@ -211,22 +217,23 @@ def run_report(
     report = get_report(name)
     model = params_model(report)
     validated = params if isinstance(params, model) else model.model_validate(params or {})
-    check_members(engine, report, validated)
-    result = report.run(ReportContext(engine, report, validated, raw_json))
+    ctx = ReportContext(engine, report, validated, raw_json)
+    ctx.notes.extend(unknown_members(engine, report, validated))
+    result = report.run(ctx)
     result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return result
 
 
-# --- members: a value the warehouse does not have is an error, not an empty answer ---
+# --- members: a value the warehouse does not have matches nothing, and a note says so ---
 
 
-def check_members(engine: AnalyticsEngine, report: Report, params: ReportParams) -> None:
-    """Refuse (422, naming the parameter) member values the warehouse does not have. Closed lists are checked
-    by the parameters' types already."""
+def unknown_members(engine: AnalyticsEngine, report: Report, params: ReportParams) -> list[str]:
+    """Notes naming the parameters' member values the warehouse does not have (engine.unknown_members).
+    Closed lists are checked by the parameters' types already."""
     wanted = []
     for param in report.all_params:
         value = getattr(params, param.name)
         if param.member is None or value is None or DIMENSIONS[param.member].values is not None:
             continue
         wanted.append((param.name, param.member, value if isinstance(value, list) else [value]))
-    engine.check_members(wanted)
+    return engine.unknown_members(wanted)

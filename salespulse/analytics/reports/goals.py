@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
+from salespulse.analytics.compiler import goal_dimensions
 from salespulse.analytics.query import TIME_OUTPUT
-from salespulse.analytics.reports.base import Param, Rows, described, preset
+from salespulse.analytics.reports.base import FILTER_PARAMS, Param, Rows, described, preset
 from salespulse.analytics.reports.context import ReportContext
 from salespulse.analytics.reports.periods import SELLING_DAYS_RULE
 from salespulse.analytics.semantic import GOAL_PLANS
@@ -31,6 +32,22 @@ PLAN_CHOICE = (
     "refused. "
 )
 LEVELS = " or ".join(GOAL_PLANS)
+
+
+def goal_filters(level: str) -> tuple[str, ...]:
+    """The filters a goal report by ``level`` answers: those of the plans that can be split by ``level``.
+    Such plans are nested (the region plan's filters are within the salesman plan's), so every combination
+    of these filters has a plan that answers it; the report declares exactly these, not every filter."""
+    readable = [frozenset(goal_dimensions(p)) for p in GOAL_PLANS.values() if level in goal_dimensions(p)]
+    widest = max(readable, key=len)
+    assert all(plan <= widest for plan in readable), f"the plans readable by {level} are not nested"
+    return tuple(p.name for p in FILTER_PARAMS if p.member in widest)
+
+
+GOAL_FILTERS = {level: goal_filters(level) for level in GOAL_PLANS}
+"""Each goal level's filters (region: region, salesman; category: category, subcategory, product; ...)."""
+OPPORTUNITY_FILTERS = tuple(p.name for p in FILTER_PARAMS if any(p.name in f for f in GOAL_FILTERS.values()))
+"""Every level's filters: which of them a level answers is a rule between the parameters (LEVEL_FILTERS)."""
 
 
 def with_goal_basis(ctx: ReportContext, rows: Rows) -> Rows:
@@ -61,10 +78,19 @@ for _level in GOAL_PLANS:
         },
         adjust=with_goal_basis,
         columns=GOAL_COLUMNS,
+        filters=GOAL_FILTERS[_level],
     )
 
+LEVEL_FILTERS = "; ".join(f"{level}: {', '.join(GOAL_FILTERS[level])}" for level in GOAL_PLANS)
 OPPORTUNITY_PARAMS = (
-    Param("level", Literal[tuple(GOAL_PLANS)], "region", f"Goals by {LEVELS}.", "region"),
+    Param(
+        "level",
+        Literal[tuple(GOAL_PLANS)],
+        "region",
+        f"Goals by {LEVELS}. Each level's plan answers some of the filters only ({LEVEL_FILTERS}); another "
+        "filter is refused (422).",
+        "region",
+    ),
     Param("low_pct", float, 60.0, "Lowest attainment %, inclusive.", 60, ge=0, le=1000),
     Param("high_pct", float, 80.0, "Highest attainment %, inclusive.", 80, ge=0, le=1000),
 )
@@ -98,4 +124,6 @@ preset(
     params=OPPORTUNITY_PARAMS,
     adjust=_opportunities,
     columns={**GOAL_COLUMNS, "gap_to_goal": "currency"},
+    filters=OPPORTUNITY_FILTERS,
+    example_filters=GOAL_FILTERS["region"],  # the level's example
 )

@@ -255,8 +255,11 @@ EXPLAIN_DIMENSIONS = tuple(
 
 def _change_explained(ctx: ReportContext) -> dict[str, Any]:
     member = ctx["dimension"]
-    end = ctx["end"] or ctx.as_of
-    start = ctx["start"] or end - timedelta(days=29)
+    start = ctx["start"]
+    # Without an end, the period ends on the last day with data, or on start when that is later (a period
+    # with no sales yet, rather than an inverted one).
+    end = ctx["end"] or (max(ctx.as_of, start) if start else ctx.as_of)
+    start = start or end - timedelta(days=29)
     spec: dict[str, Any] = {
         "measures": ["revenue"],
         "dimensions": [member],
@@ -310,8 +313,20 @@ register(
                 "The baseline period, unless baseline_start/baseline_end are given.",
                 "same_period_last_year",
             ),
-            Param("baseline_start", date | None, None, "Explicit baseline, first day.", "2024-06-01"),
-            Param("baseline_end", date | None, None, "Explicit baseline, last day.", "2024-06-30"),
+            Param(
+                "baseline_start",
+                date | None,
+                None,
+                "Explicit baseline, first day. Give both baseline_start and baseline_end, or neither.",
+                "2024-06-01",
+            ),
+            Param(
+                "baseline_end",
+                date | None,
+                None,
+                "Explicit baseline, last day. Not before `baseline_start`.",
+                "2024-06-30",
+            ),
         ),
         columns=described(
             *EXPLAIN_DIMENSIONS,
