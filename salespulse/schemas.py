@@ -43,13 +43,19 @@ class ErrorBody(BaseModel):
 
 # ============================================================================================ segments
 
+# Plausibility bounds of raw customer values (the models' answers stay finite within them): the supported
+# calendar spans three centuries, a million purchases or orders, a trillion in money.
+MAX_DAYS = 109_575.0
+MAX_COUNT = 1_000_000.0
+MAX_MONEY = 1e12
+
 
 class CustomerFeatures(BaseModel):
     """Raw feature values of one customer, for systems that keep their own customer data.
 
     Whole numbers are welcome: counts (``frequency``) and day spans (``recency_days``, ``tenure_days``) are
     naturally integers and money often is; every value is held as a float, as the model takes it. Text
-    ("12") is refused, not read as a number.
+    ("12") is refused, not read as a number. The tenure covers the recency (tenure_days >= recency_days).
     """
 
     model_config = ConfigDict(
@@ -69,19 +75,21 @@ class CustomerFeatures(BaseModel):
 
     customer_id: CustomerId | None = Field(None, description="Echoed back; optional.")
     recency_days: StrictFloat = Field(
-        ge=FEATURE_MINIMUMS["recency_days"], description=FEATURE_DESCRIPTIONS["recency_days"]
+        ge=FEATURE_MINIMUMS["recency_days"], le=MAX_DAYS, description=FEATURE_DESCRIPTIONS["recency_days"]
     )
     frequency: StrictFloat = Field(
-        ge=FEATURE_MINIMUMS["frequency"], description=FEATURE_DESCRIPTIONS["frequency"]
+        ge=FEATURE_MINIMUMS["frequency"], le=MAX_COUNT, description=FEATURE_DESCRIPTIONS["frequency"]
     )
     monetary: StrictFloat = Field(
-        ge=FEATURE_MINIMUMS["monetary"], description=FEATURE_DESCRIPTIONS["monetary"]
+        ge=FEATURE_MINIMUMS["monetary"], le=MAX_MONEY, description=FEATURE_DESCRIPTIONS["monetary"]
     )
     tenure_days: StrictFloat = Field(
-        ge=FEATURE_MINIMUMS["tenure_days"], description=FEATURE_DESCRIPTIONS["tenure_days"]
+        ge=FEATURE_MINIMUMS["tenure_days"], le=MAX_DAYS, description=FEATURE_DESCRIPTIONS["tenure_days"]
     )
     avg_order_value: StrictFloat = Field(
-        ge=FEATURE_MINIMUMS["avg_order_value"], description=FEATURE_DESCRIPTIONS["avg_order_value"]
+        ge=FEATURE_MINIMUMS["avg_order_value"],
+        le=MAX_MONEY,
+        description=FEATURE_DESCRIPTIONS["avg_order_value"],
     )
 
     @model_validator(mode="after")
@@ -113,7 +121,8 @@ SEGMENT_BY_FEATURES_EXAMPLE = {"customers": [CustomerFeatures.model_config["json
 
 class CustomerSummary(BaseModel):
     """A customer's purchase history in the four numbers of the customer-value model, for systems that keep
-    their own customer data. A purchase is a day with at least one order; whole numbers are welcome."""
+    their own customer data. A purchase is a day with at least one order; whole numbers are welcome. The last
+    purchase is not after the reference day (recency <= T)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -130,10 +139,12 @@ class CustomerSummary(BaseModel):
     )
 
     customer_id: CustomerId | None = Field(None, description="Echoed back; optional.")
-    frequency: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["frequency"])
-    recency: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["recency"])
-    T: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["T"])
-    monetary_value: StrictFloat = Field(ge=0, description=SUMMARY_DESCRIPTIONS["monetary_value"])
+    frequency: StrictFloat = Field(ge=0, le=MAX_COUNT, description=SUMMARY_DESCRIPTIONS["frequency"])
+    recency: StrictFloat = Field(ge=0, le=MAX_DAYS, description=SUMMARY_DESCRIPTIONS["recency"])
+    T: StrictFloat = Field(ge=0, le=MAX_DAYS, description=SUMMARY_DESCRIPTIONS["T"])
+    monetary_value: StrictFloat = Field(
+        ge=0, le=MAX_MONEY, description=SUMMARY_DESCRIPTIONS["monetary_value"]
+    )
 
     @model_validator(mode="after")
     def _age_covers_recency(self) -> CustomerSummary:
@@ -211,13 +222,22 @@ class ForecastResponse(BaseModel):
 class PlannedPromotion(BaseModel):
     """A planned price cut (what-if): one product or every product of a category, on the days start..end."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The one-target rule, in the schema too (end >= start is said in its description).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("product_id", "category")
+            ]
+        },
+    )
 
     product_id: ProductOrCategory | None = Field(None, examples=["P-00012"])
     category: ProductOrCategory | None = Field(None, examples=["Technology"])
     discount: StrictFloat = Field(gt=0, lt=0.95, description="Price cut as a fraction: 0.2 is 20% off.")
-    start: SaneDate
-    end: SaneDate
+    start: SaneDate = Field(description="First day of the cut.")
+    end: SaneDate = Field(description="Last day of the cut: on or after start.")
 
     @model_validator(mode="after")
     def _one_target_and_ordered_days(self) -> PlannedPromotion:

@@ -62,13 +62,20 @@ def error_body(status: int, problems: list[Problem], error: str | None = None) -
     return {"error": error or title(status), "detail": problems}
 
 
-def error_response(status: int, error: str, problems: list[Problem]) -> JSONResponse:
-    return JSONResponse(error_body(status, problems, error), status_code=status)
+def error_response(
+    status: int, error: str, problems: list[Problem], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, problems, error), status_code=status, headers=headers)
 
 
 def field_message(field: str, message: str) -> str:
     """A message that names its field, for an exception whose message alone reaches the client."""
     return f"{field}: {message}"
+
+
+def with_field(message: str, default: str) -> str:
+    """``message`` as it is when it names its field ("horizon: ..."), else as the ``default`` field's."""
+    return message if FIELD_PREFIX.match(message) else field_message(default, message)
 
 
 def problem_from_message(message: str) -> Problem:
@@ -82,10 +89,11 @@ REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
 
 def field_path(location: tuple[Any, ...] | list[Any]) -> str:
     """('body', 'lines', 17, 'quantity') -> 'lines[17].quantity'."""
+    parts = list(location)
+    if parts and parts[0] in REQUEST_PARTS:  # only the first: a body field may be called "path" or "query"
+        parts = parts[1:]
     path = ""
-    for part in location:
-        if part in REQUEST_PARTS and not path:
-            continue
+    for part in parts:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "body"
 
@@ -134,7 +142,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
         problems = [problem_from_message(str(error.detail))] if error.detail else []
-        return error_response(error.status_code, title(error.status_code), problems)
+        # Its headers too: a 405 must say which methods the endpoint answers (Allow).
+        return error_response(error.status_code, title(error.status_code), problems, error.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:

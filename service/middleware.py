@@ -102,6 +102,12 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abAB]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+# The methods some endpoint answers. Any other (PUT, DELETE, TRACE...) goes on to the routing, which answers
+# 405 with the path's Allow header, or 404: nothing answers it, so there is nothing to guard, and a key
+# checked first would hide the 405 behind a 401.
+ANSWERED_METHODS = frozenset({"GET", "HEAD", "POST"})
+
+
 class RequestGate:
     """The service's front door, in order: the access rule of the path (401/403 before the body is read),
     the size of the body (413), its media type (415: JSON or nothing) and JSON's own sanity (422 naming the
@@ -126,7 +132,7 @@ class RequestGate:
             return
         scope[GATED] = True
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        if self.access is not None:
+        if self.access is not None and scope["method"] in ANSWERED_METHODS:
             try:
                 check_access(self.access(scope["path"]), headers)
             except AuthError as refused:

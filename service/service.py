@@ -15,9 +15,11 @@ need no warehouse (segments from raw features, model and segment descriptions) a
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -28,12 +30,13 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import NotFound, ServiceUnavailable
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic_core import PydanticCustomError
 
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.errors import AnalyticsError, Problem
-from salespulse.bounds import StrictFloat, StrictInt
+from salespulse.bounds import StrictFloat, strict_int
 from salespulse.config import get_settings
 from salespulse.dataset.goals import import_goals_into
 from salespulse.dataset.importing import ImportFailed, ImportRejected, ImportResult, import_into
@@ -83,13 +86,15 @@ from service.errors import (
     field_message,
     install_error_handlers,
     quiet_client_errors,
+    with_field,
 )
 from service.exports import add_export_routes
 from service.forecasting import CoherentForecasts, ForecastBatcher
 from service.metrics import TrafficMetrics, metrics_response
 from service.middleware import RequestGate
 from service.models import ModelSlot, load_served, model_to_serve, packed_tag
-from service.pages import add_pages, serve_docs_offline
+from service.openapi import Examples, analytics_document, examples_from_warehouse, service_document
+from service.pages import add_pages, product_version, serve_docs_offline
 from service.warehouse import Warehouse
 
 log = logging.getLogger("bentoml.salespulse")  # BentoML shows its own loggers at INFO
@@ -116,6 +121,11 @@ install_error_handlers(read_app)
 # The root page, /dashboard, offline API docs (no CDN, no tracker) and CSV/Excel downloads of the analytics.
 add_pages(read_app)
 serve_docs_offline(analytics_app)
+# The analytics app's own document at /analytics/openapi.json, made honest like the service's (/docs.json).
+_analytics_raw_openapi = analytics_app.openapi
+analytics_app.openapi = functools.cache(  # type: ignore[method-assign]
+    lambda: analytics_document(_analytics_raw_openapi(), "/analytics", product_version())
+)
 add_export_routes(read_app, analytics_app)
 # The access rule of each group of routes, declared once as a dependency (it runs before the body is read);
 # /health and BentoML's probes stay open. (BentoML binds `self` only on routes of the app itself, not on an
@@ -135,15 +145,55 @@ async def prometheus_metrics() -> Response:
     return await metrics_response()
 
 
+ABSOLUTE_PATH = r"^/[^\x00]*$"
+
+
+def _absolute_path(value: str) -> str:
+    if re.match(ABSOLUTE_PATH, value) is None:
+        raise PydanticCustomError(
+            "absolute_path", "an absolute path on the service's machine (starting with /)"
+        )
+    return value
+
+
+# The rule in words for the client, and as the schema's pattern for tools.
+AbsolutePath = Annotated[
+    str, AfterValidator(_absolute_path), Field(json_schema_extra={"pattern": ABSOLUTE_PATH})
+]
+ForecastHorizon = strict_int(ge=1, le=MAX_HORIZON_DAYS)
+# The shipped samples: the admin examples of the API docs answer 200 (they import the sample's rows).
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "data"
+
+
 class ImportRequest(BaseModel):
-    file: str = Field(min_length=1, description="Path of the CSV or Parquet export on the service's machine.")
-    mapping: str = Field(min_length=1, description="Path of the YAML mapping on the service's machine.")
-    skip_invalid: bool = Field(False, description="Import the valid rows, write the invalid ones aside.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "file": str(EXAMPLES_DIR / "examples" / "superstore_sample.csv"),
+                    "mapping": str(EXAMPLES_DIR / "mappings" / "superstore.yaml"),
+                    "skip_invalid": False,
+                }
+            ]
+        }
+    )
+
+    file: AbsolutePath = Field(
+        description="Absolute path of the CSV or Parquet export on the service's machine."
+    )
+    mapping: AbsolutePath = Field(description="Absolute path of the YAML mapping on the service's machine.")
+    skip_invalid: StrictBool = Field(
+        False, description="Import the valid rows, write the invalid ones aside."
+    )
 
 
 class GoalImportRequest(BaseModel):
-    file: str = Field(
-        min_length=1, description="Path of the CSV or Parquet goal plan on the service's machine."
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"file": str(EXAMPLES_DIR / "examples" / "goal_plan_sample.csv")}]}
+    )
+
+    file: AbsolutePath = Field(
+        description="Absolute path of the CSV or Parquet goal plan on the service's machine."
     )
     level: Literal["region", "salesman", "category", "product"] | None = Field(
         None, description="The level of every row, for a plan without a 'level' column."
@@ -151,7 +201,11 @@ class GoalImportRequest(BaseModel):
 
 
 class SnapshotRequest(BaseModel):
-    path: str = Field(min_length=1, description="Absolute path of the new file (must not be the warehouse).")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"path": "/tmp/salespulse-snapshot.duckdb"}]})
+
+    path: AbsolutePath = Field(
+        description="Absolute path of a new file (nothing there yet; its folder is created if needed)."
+    )
 
 
 class SalesPulse:
@@ -229,10 +283,8 @@ class SalesPulse:
             ServingFreq, Field(description="D (days), W (weeks, Monday to Sunday) or M (calendar months).")
         ] = "D",
         horizon: Annotated[
-            StrictInt | None,
+            ForecastHorizon | None,
             Field(
-                ge=1,
-                le=MAX_HORIZON_DAYS,
                 description="Periods ahead from the first day after the last sale: at most "
                 + ", ".join(f"{n} ({f})" for f, n in MAX_HORIZON.items())
                 + "; default 28 days, 8 weeks or 3 months.",
@@ -279,7 +331,7 @@ class SalesPulse:
             else:  # concurrent requests of the same shape share one recursion
                 frame = _BATCHER.forecast_panel(forecaster, history, horizon, intervals, freq)
         except ValueError as invalid:
-            raise Unprocessable(field_message("body", str(invalid))) from None
+            raise Unprocessable(with_field(str(invalid), "body")) from None
         return ForecastResponse(
             level=level,
             freq=freq,
@@ -380,12 +432,12 @@ class SalesPulse:
             ),
         ] = None,
         horizon_days: Annotated[
-            StrictInt,
-            Field(ge=1, le=MAX_VALUE_HORIZON_DAYS, description="Days ahead of expected purchases and spend."),
+            strict_int(ge=1, le=MAX_VALUE_HORIZON_DAYS),
+            Field(description="Days ahead of expected purchases and spend."),
         ] = DEFAULT_HORIZON_DAYS,
         lifetime_months: Annotated[
-            StrictInt,
-            Field(ge=1, le=MAX_LIFETIME_MONTHS, description="Months of 30 days the lifetime value covers."),
+            strict_int(ge=1, le=MAX_LIFETIME_MONTHS),
+            Field(description="Months of 30 days the lifetime value covers."),
         ] = DEFAULT_LIFETIME_MONTHS,
         monthly_discount_rate: Annotated[
             StrictFloat,
@@ -476,6 +528,26 @@ class SalesPulse:
             "model_version": served.version,
         }
 
+    @read_app.get("/docs.json", include_in_schema=False)
+    def openapi_document(self) -> JSONResponse:
+        """The service's OpenAPI 3.1 document (service/openapi.py), in place of BentoML's."""
+        return JSONResponse(self._openapi_document())
+
+    @functools.cached_property
+    def _examples(self) -> Examples:
+        if self.warehouse is None:
+            return Examples()
+        return examples_from_warehouse(self.warehouse.cursor())
+
+    def _openapi_document(self) -> dict[str, Any]:
+        if self._document is None:
+            raw = SalesPulse.openapi_spec.asdict()
+            inputs = {api.route: api.input_spec for api in SalesPulse.apis.values()}
+            self._document = service_document(raw, self._examples, product_version(), inputs)
+        return self._document
+
+    _document: dict[str, Any] | None = None
+
     @read_app.get("/health", tags=["health"], summary="Whether models and warehouse are loaded")
     def health(self) -> dict[str, Any]:
         """Liveness and readiness in one readable answer (BentoML's /livez and /readyz also answer)."""
@@ -558,8 +630,10 @@ class SalesPulse:
     def write_snapshot(self, request: SnapshotRequest) -> dict[str, Any]:
         """One consistent state even while sales are ingested: what training and `serve build` read."""
         target = Path(request.path)
-        if not target.is_absolute() or target.resolve() == settings.warehouse_path.resolve():
-            raise HTTPException(422, field_message("path", "an absolute path other than the warehouse"))
+        if target.exists() or target.is_symlink():
+            # Never replaced: an admin typo must not overwrite a file (the warehouse least of all).
+            message = f"{request.path!r} exists; name a new file"
+            raise HTTPException(409, field_message("path", message))
         engine = self._engine()
         with self._snapshot_lock, engine.cursor() as cursor:
             started = time.perf_counter()
@@ -615,8 +689,8 @@ class FileRejected(AnalyticsError):
 
 def _existing_file(field: str, path: str) -> Path:
     file = Path(path)
-    if not file.is_absolute() or not file.is_file():
-        raise HTTPException(422, field_message(field, f"{path!r} is not an existing file (absolute path)"))
+    if not file.is_file():
+        raise HTTPException(404, field_message(field, f"no file at {path!r} on the service's machine"))
     return file
 
 
@@ -667,6 +741,11 @@ SalesPulse = bentoml.service(  # type: ignore[misc]
     # by route template instead (service/metrics.py) and serves /metrics itself, under its access rules.
     metrics={"enabled": False},
 )(bentoml.asgi_app(analytics_app, path="/analytics")(bentoml.asgi_app(read_app, path="/")(SalesPulse)))
+# A prediction body with a field the API does not know is refused (422 naming it), as the analytics bodies
+# are: a typo ("customer_id" for "customer_ids") must not be dropped in silence.
+for _api in SalesPulse.apis.values():
+    _api.input_spec.model_config["extra"] = "forbid"
+    _api.input_spec.model_rebuild(force=True)
 # Outermost first: metrics see every answer as it leaves; errors are put in the one shape (and 400 becomes
 # 422); the gate checks access, size, media type and JSON sanity before any app reads the body.
 SalesPulse.add_asgi_middleware(TrafficMetrics)

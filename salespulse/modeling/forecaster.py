@@ -388,11 +388,14 @@ class Forecaster:
     def _check_request(self, freq: str, h: int, levels: Sequence[float]) -> None:
         if freq not in self.frequencies:
             served = ", ".join(self.frequencies)
-            raise ValueError(f"This {self.freq} model forecasts at {served}, not {freq}.")
+            raise ValueError(f"freq: this {self.freq} model forecasts at {served}, not {freq}.")
         if not 1 <= h <= MAX_HORIZON[freq]:
-            raise ValueError(f"The horizon is 1 to {MAX_HORIZON[freq]} {PERIOD_LABEL[freq]}s, not {h}.")
+            raise ValueError(f"horizon: 1 to {MAX_HORIZON[freq]} {PERIOD_LABEL[freq]}s, not {h}.")
         if levels and freq not in self.calibrations:
-            raise ValueError(f"This forecaster has no {freq} interval calibration; ask for levels=().")
+            raise ValueError(
+                f"intervals: the model in service has no {freq} interval calibration (trained before weekly "
+                "and monthly intervals: retrain it with `salespulse train all`); ask with intervals=[]."
+            )
 
     def interval_scale(self, panel: Panel, future: pd.DatetimeIndex) -> np.ndarray:
         """Series x future periods: the series' recent average revenue times each day's event multiplier."""
