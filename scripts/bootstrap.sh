@@ -26,6 +26,19 @@ fi
 # The dashboard's and the API docs' browser libraries come from npm (web/package-lock.json), never from a CDN.
 scripts/vendor_web.sh
 
+# newman runs the Postman collection (tests/test_postman_collection.py); pinned by postman/package-lock.json.
+# npm ci wipes postman/node_modules first, so the stamp inside it goes whenever the lock file changes.
+newman_stamp="postman/node_modules/.installed-$(sha256sum postman/package-lock.json | cut -c1-16)"
+if [ ! -f "$newman_stamp" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "scripts/bootstrap.sh: npm is missing (Node 20 + npm)" >&2; exit 1; }
+  echo "==> installing newman from postman/package-lock.json (npm ci)"
+  npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false \
+    npm ci --prefix postman --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error
+  touch "$newman_stamp"
+else
+  echo "==> newman is up to date (postman/node_modules)"
+fi
+
 # The dashboard test drives Debian's chromium (Playwright's own browser download does not work offline).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ]; then
