@@ -37,7 +37,9 @@ LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
 # and generate the load) plus several seconds of traffic on the new model afterwards.
 LOAD_SECONDS = 40
 LOAD_USERS = 8
-MIN_REQUESTS = 400
+# The real users' mix (forecasts of up to a year, reports, batches of 50 customers) makes about 12 requests/s
+# here, 500 in the 40 s; the floor leaves room for a busier machine.
+MIN_REQUESTS = 300
 
 
 @dataclass
