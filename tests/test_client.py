@@ -162,8 +162,9 @@ def test_health_models_and_reports(client: SalesPulseClient):
 
 
 def test_ingest_with_the_key_then_the_sale_is_in_the_next_query_and_profile(client: SalesPulseClient):
-    unknown = client.query(revenue_of("C-CLIENT-01"))  # a customer the data doesn't have yet: no rows
-    assert unknown.rows == [] and any("C-CLIENT-01" in note for note in unknown.notes)
+    unknown = client.query(revenue_of("C-CLIENT-01"))  # a customer the data doesn't have yet: nothing sold
+    assert [row["orders"] for row in unknown.rows] == [0]
+    assert any(note.startswith("filters[0].values: no customer 'C-CLIENT-01'") for note in unknown.notes)
     result = client.ingest([sale("CLIENT-1", "C-CLIENT-01")])
     assert (result.lines, result.inserted, result.unchanged) == (1, 1, 0)
     row = client.query(revenue_of("C-CLIENT-01").model_dump(mode="json")).rows[0]  # a dict query works too
