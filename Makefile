@@ -21,7 +21,7 @@ bench-service:  ## /segment vs mlflow models serve vs echo ceilings, 1 vs 2 work
 # The nightly-sized contract run: the same tests on their own service, schemathesis with more cases.
 FUZZ_EXAMPLES ?= 100
 fuzz:  ## OpenAPI contract + schemathesis with FUZZ_EXAMPLES cases per operation (CI runs 8)
-	SALESPULSE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SALESPULSE_FUZZ_PHASES=examples,coverage,fuzzing,stateful \
+	SALESPULSE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	  scripts/test.sh tests/test_api_contract.py -n 0
 
 # Every Locust user type against the `make run` service for 30 minutes: failures and the server's RSS.

@@ -82,6 +82,18 @@ NEVER_REPLACE = {"/admin/snapshot"}
 WITHOUT_WAREHOUSE = {"/models", "/segments", "/admin/reload", "/metrics", "/health"}
 PROBES = {"/livez", "/readyz", "/healthz"}
 TEXT_ANSWERS = {"/metrics", *PROBES}
+# How one answer leads to the next request (OpenAPI links, for clients and the fuzzer's stateful phase):
+# (producer path, method, link name, target operationId, {target parameter: runtime expression}). They
+# are declared because guessing them from field names goes wrong here: schemathesis took the request's list
+# of 10,000 `customer_ids` for one `customer_id` of the profile's path.
+LINKS: tuple[tuple[str, str, str, str, dict[str, str]], ...] = (
+    ("/predict/customers", "post", "CustomerProfile", "customer_profile_customers__customer_id__get",
+     {"path.customer_id": "$response.body#/customers/0/customer_id"}),
+    ("/segment", "post", "CustomerProfile", "customer_profile_customers__customer_id__get",
+     {"path.customer_id": "$response.body#/customers/0/customer_id"}),
+    ("/analytics/reports", "get", "ReportAsCsv", "export_report_export_report__name___fmt__get",
+     {"path.name": "$response.body#/reports/0/name", "path.fmt": "csv"}),
+)  # fmt: skip
 SECURITY_SCHEMES = {
     "ApiKey": {
         "type": "apiKey",
@@ -224,8 +236,21 @@ def service_document(
             media = operation["requestBody"]["content"]["application/json"]
             media["schema"] = _model_schema(schemas, inputs[path], mode="validation")
         describe_operation(path, method, operation, schemas, bodies.get(path))
+    _declare_links(document)
     _drop_unused_schemas(document)
     return document
+
+
+def _declare_links(document: dict[str, Any]) -> None:
+    """Put LINKS on their producers' 200 answers (a producer or target the document lacks is skipped: the
+    analytics app can be served alone)."""
+    known = {operation.get("operationId") for _, _, operation in operations(document)}
+    for path, method, name, target, parameters in LINKS:
+        producer = document["paths"].get(path, {}).get(method)
+        if producer is None or target not in known or "200" not in producer.get("responses", {}):
+            continue
+        links = producer["responses"]["200"].setdefault("links", {})
+        links[name] = {"operationId": target, "parameters": dict(parameters)}
 
 
 def analytics_document(raw: Mapping[str, Any], mount: str, version: str) -> dict[str, Any]:

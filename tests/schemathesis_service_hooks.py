@@ -48,32 +48,6 @@ def map_case(context: Any, case: Any) -> Any:
     return case
 
 
-@schemathesis.hook
-def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    """Every failure is kept but one the service cannot answer: the stateful phase fills a path parameter
-    from an earlier request (10,000 customer ids joined into one customer id, against the parameter's
-    maxLength of 128) and still counts the request as valid; past about 64 KB the HTTP server refuses the
-    request line with its plain-text 400 (documented on every operation with parameters) before any app
-    runs. Such a failure is dropped, and schemathesis reports that it was."""
-    refused_line = response.status_code == 400 and "Invalid HTTP request" in _text(response)
-    return not (refused_line and path_over_its_limits(case))
-
-
-def path_over_its_limits(case: Any) -> bool:
-    for parameter in case.operation.path_parameters:
-        limit = (parameter.definition.get("schema") or {}).get("maxLength")
-        value = (case.path_parameters or {}).get(parameter.name)
-        # A value carried over from another request may be its list of ids, sent as its text.
-        if limit and value is not None and len(value if isinstance(value, str) else str(value)) > limit:
-            return True
-    return False
-
-
-def _text(response: Any) -> str:
-    content = getattr(response, "content", b"") or b""
-    return content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-
-
 def forecast(body: dict[str, Any]) -> None:
     limit = MAX_HORIZON[body.get("freq") or "D"]
     if isinstance(body.get("horizon"), int | float) and body["horizon"] > limit:
