@@ -49,3 +49,15 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "==> chromium is missing (run as root to install it); tests/test_dashboard.py will be skipped"
   fi
 fi
+
+# The Postgres tests (system of record, replicas, data sync) start their own server from its binaries.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "==> installing the PostgreSQL server (apt-get) for the Postgres tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "scripts/bootstrap.sh: the PostgreSQL server is missing; install it (apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi

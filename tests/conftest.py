@@ -44,3 +44,19 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         get_settings.cache_clear()
         yield root
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A real PostgreSQL server on 127.0.0.1 for this test process (tests/postgres_support.py)."""
+    from postgres_support import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: object) -> str:
+    """A new empty database of the session's PostgreSQL server, for one test."""
+    return postgres_server.new_database()  # type: ignore[attr-defined]
