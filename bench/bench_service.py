@@ -1,5 +1,5 @@
 """Benchmark: the salespulse service side by side with `mlflow models serve` of the same segmenter and with
-the framework echo ceilings, and /segment with 1 and with 2 service workers, all on this machine, in one
+the framework echo ceilings, and /segment with 1, 2 and 4 service workers, all on this machine, in one
 sitting, with the same load tool (`hey`).
 
 0. hey is a Debian package: when it is missing, scripts/tools.sh installs it (apt-get; needs root, as CI
@@ -11,20 +11,21 @@ sitting, with the same load tool (`hey`).
    champions) or data/bench/service-small/ (--small: the integration tests' sample, about 3 min). A cache is
    reused when its prepared.json says it is complete, of the same sample and models; --fresh throws it away
    and prepares anew.
-2. Five servers start, OMP_NUM_THREADS=1, bound to 127.0.0.1 on a free port, each in its own process group
+2. Six servers start, OMP_NUM_THREADS=1, bound to 127.0.0.1 on a free port, each in its own process group
    (stopped at the end, on errors, Ctrl-C and SIGTERM too; logs in <cache>/logs/):
    the salespulse service (`bentoml serve service.service:SalesPulse`) with SALESPULSE_SERVICE_WORKERS=1,
-   the same with SALESPULSE_SERVICE_WORKERS=2 (on a copy of the warehouse: DuckDB lets one process write a
-   file), `mlflow models serve -m models:/customer-segmenter@champion --env-manager local -w 1`,
-   a trivial BentoML echo service (a sync and an async endpoint) and a trivial FastAPI echo app under uvicorn
-   (both generated into a temp dir), the last three with 1 worker.
+   the same with SALESPULSE_SERVICE_WORKERS=2 and =4 (each on a copy of the warehouse: DuckDB lets one
+   process write a file),
+   `mlflow models serve -m models:/customer-segmenter@champion --env-manager local -w 1`, a trivial
+   BentoML echo service (a sync and an async endpoint) and a trivial FastAPI echo app under uvicorn (both
+   generated into a temp dir), the last three with 1 worker.
 3. One target at a time, every response checked once first: throughput rows get a --warmup, then
    `hey -c <clients> -z <duration>`, in --rounds interleaved rounds (the median round is reported); latency
    rows are sequential requests from one client (`hey -c 1 -n N -o csv`, percentiles computed here). The 1-
    and 2-worker rows of the same request run back to back. Around every measured run the CPU time of hey and
    of each server process is read, so the table shows what the load tool, the server and each BentoML
    worker used (in % of one core): two workers sharing one socket can split the connections unevenly.
-4. Prints the table (req/s, p50/p95/p99, errors, ratio to `mlflow models serve`, CPU), the 1-vs-2-worker
+4. Prints the table (req/s, p50/p95/p99, errors, ratio to `mlflow models serve`, CPU), the 1-vs-2-vs-4-worker
    table, the goals as PASS/MISS and the load average around the run (other work on the machine skews
    everything), and writes the figures to data/bench/service-results[-small].json.
 
@@ -75,8 +76,8 @@ from salespulse.features.customers import FEATURE_NAMES, customer_features  # no
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 BENCH_DATA = REPO_ROOT / "data" / "bench"
 BATCH_CUSTOMERS = 10_000
-SMALL_BATCH_CUSTOMERS = 100  # the batch size of the 1-vs-2-worker /segment rows
-TWO_WORKERS = 2
+SMALL_BATCH_CUSTOMERS = 100  # the batch size of the 1/2/4-worker /segment rows
+MORE_WORKERS = (2, 4)  # the service with more workers than 1, each on its own copy of the warehouse
 # How `bentoml serve` names the module its worker processes run (python -m ...).
 BENTOML_WORKER_MODULE = "_bentoml_impl.worker.service"
 LOAD_TOOL = "hey"
@@ -370,14 +371,17 @@ def start_all(stack: contextlib.ExitStack, root: Path, run_dir: Path) -> dict[st
     (run_dir / "echo_fastapi.py").write_text(FASTAPI_ECHO)
     loopback = ["--host", "127.0.0.1", "--port", "{port}"]
     salespulse = [str(VENV_BIN / "bentoml"), "serve", "service.service:SalesPulse", *loopback]
-    two_workers = {
-        "SALESPULSE_SERVICE_WORKERS": str(TWO_WORKERS),
-        "SALESPULSE_WAREHOUSE_PATH": str(warehouse_copy(stack, root, "warehouse-2w.duckdb")),
-    }
+    more_workers = {
+        f"salespulse-{n}w": (salespulse, REPO_ROOT, {
+            "SALESPULSE_SERVICE_WORKERS": str(n),
+            "SALESPULSE_WAREHOUSE_PATH": str(warehouse_copy(stack, root, f"warehouse-{n}w.duckdb")),
+        }, n)
+        for n in MORE_WORKERS
+    }  # fmt: skip
     # name: (argv, working directory, environment on top of the shared one, worker processes asked for)
     commands: dict[str, tuple[list[str], Path, dict[str, str], int]] = {
         "salespulse": (salespulse, REPO_ROOT, {"SALESPULSE_SERVICE_WORKERS": "1"}, 1),
-        "salespulse-2w": (salespulse, REPO_ROOT, two_workers, TWO_WORKERS),
+        **more_workers,
         "mlflow": (
             [str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/customer-segmenter@champion",
              "--env-manager", "local", "-w", "1", "-h", "127.0.0.1", "-p", "{port}"],
@@ -398,7 +402,7 @@ def start_all(stack: contextlib.ExitStack, root: Path, run_dir: Path) -> dict[st
     }
     ready_paths = {
         "salespulse": "/readyz",
-        "salespulse-2w": "/readyz",
+        **{name: "/readyz" for name in more_workers},
         "mlflow": "/ping",
         "bentoml-echo": "/readyz",
         "fastapi-echo": "/ping",
@@ -411,7 +415,8 @@ def start_all(stack: contextlib.ExitStack, root: Path, run_dir: Path) -> dict[st
             server.workers = wait_for_workers(server, server.asked_workers)
         elapsed = time.perf_counter() - started
         console.print(f"  {name} ready at {server.url}, {worker_label(server)} ({elapsed:.0f} s)")
-    warn_if_workers_missing(servers["salespulse-2w"], TWO_WORKERS)
+    for name, (_, _, _, asked) in more_workers.items():
+        warn_if_workers_missing(servers[name], asked)
     return servers
 
 
@@ -762,20 +767,25 @@ def targets(servers: dict[str, Server], bodies: dict[str, Path], args: argparse.
     batch = {"clients": 1, "requests": args.batch_requests}
     ids = len(json.loads(bodies["segment_batch_ids"].read_text())["customer_ids"])
     forecast = "salespulse /forecast, 1 series x 28 d"
-    one, two = (worker_label(servers[name]) for name in ("salespulse", "salespulse-2w"))
+    one = worker_label(servers["salespulse"])
     hundred = f"salespulse /segment, {SMALL_BATCH_CUSTOMERS} customers"
-    # The 1- and 2-worker rows of one request run back to back, so a burst of other load hits both alike.
+    # The 1-, 2- and 4-worker rows of one request run back to back, so a burst of other load hits both alike.
     rows: list[tuple[str, str, str, str, str, dict[str, Any]]] = [
         (
             "segment", f"salespulse /segment, 1 customer, {one}", "salespulse", "/segment", "segment_one",
             timed,
         ),
-        (
-            "segment_2w", f"salespulse /segment, 1 customer, {two}", "salespulse-2w", "/segment",
-            "segment_one", timed,
+        *(
+            (f"segment_{n}w", f"salespulse /segment, 1 customer, {worker_label(servers[f'salespulse-{n}w'])}",
+             f"salespulse-{n}w", "/segment", "segment_one", timed)
+            for n in MORE_WORKERS
         ),
         ("segment_100", f"{hundred}, {one}", "salespulse", "/segment", "segment_batch100", timed),
-        ("segment_100_2w", f"{hundred}, {two}", "salespulse-2w", "/segment", "segment_batch100", timed),
+        *(
+            (f"segment_100_{n}w", f"{hundred}, {worker_label(servers[f'salespulse-{n}w'])}",
+             f"salespulse-{n}w", "/segment", "segment_batch100", timed)
+            for n in MORE_WORKERS
+        ),
         ("mlflow", "mlflow models serve, 1 customer", "mlflow", "/invocations", "mlflow_one", timed),
         ("bentoml_echo", "BentoML echo (sync def)", "bentoml-echo", "/echo", "echo_one", timed),
         ("bentoml_echo_async", "BentoML echo (async def)", "bentoml-echo", "/echo_async", "echo_one", timed),
@@ -883,27 +893,31 @@ def print_table(results: dict[str, Measurement], all_targets: list[Target], roun
     console.print(table)
 
 
-# (request, key of the 1-worker row, key of the 2-worker row)
+# (request, keys of its rows with 1 worker, then with each of MORE_WORKERS)
 WORKER_PAIRS = (
-    ("/segment, 1 customer", "segment", "segment_2w"),
-    (f"/segment, {SMALL_BATCH_CUSTOMERS} customers", "segment_100", "segment_100_2w"),
+    ("/segment, 1 customer", "segment", *(f"segment_{n}w" for n in MORE_WORKERS)),
+    (
+        f"/segment, {SMALL_BATCH_CUSTOMERS} customers",
+        "segment_100",
+        *(f"segment_100_{n}w" for n in MORE_WORKERS),
+    ),
 )
 
 
 def print_worker_table(results: dict[str, Measurement], clients: int) -> None:
-    """The 1- and 2-worker rows side by side, with each worker's CPU: two workers sharing one listening
+    """The 1-, 2- and 4-worker rows side by side, with each worker's CPU: two workers sharing one listening
     socket can split hey's connections unevenly, and then the second worker adds little."""
     table = Table(
-        title=f"salespulse /segment with SALESPULSE_SERVICE_WORKERS=1 and 2 ({clients} clients, hey; "
+        title=f"salespulse /segment with SALESPULSE_SERVICE_WORKERS=1, 2 and 4 ({clients} clients, hey; "
         f"CPU in % of one core, {os.cpu_count()} cores shared by hey and the server)"
     )
     columns = ("request", "workers", "req/s", "x 1 worker", "p50 ms", "p99 ms", "errors", "server CPU",
                "CPU per worker", "hey CPU", "others CPU")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "request" else "right")
-    for request, one_key, two_key in WORKER_PAIRS:
+    for request, one_key, *more_keys in WORKER_PAIRS:
         single = results[one_key].requests_per_s
-        for key in (one_key, two_key):
+        for key in (one_key, *more_keys):
             r = results[key]
             table.add_row(
                 request,
@@ -934,18 +948,19 @@ def worker_shares(result: Measurement) -> str:
 
 def worker_comparison(results: dict[str, Measurement]) -> dict[str, Any]:
     """The JSON form of the side-by-side table."""
-    return {
-        request: {
-            "workers_asked": [results[key].workers_asked for key in (one_key, two_key)],
-            "workers_up": [results[key].workers for key in (one_key, two_key)],
-            "requests_per_s": [round(results[key].requests_per_s, 1) for key in (one_key, two_key)],
-            "speedup": round(results[two_key].requests_per_s / results[one_key].requests_per_s, 3),
-            "worker_cpu_pct": [list(results[key].worker_cpu_pct) for key in (one_key, two_key)],
-            "load_tool_cpu_pct": [results[key].load_tool_cpu_pct for key in (one_key, two_key)],
-            "other_cpu_pct": [results[key].other_cpu_pct for key in (one_key, two_key)],
+    comparison = {}
+    for request, *keys in WORKER_PAIRS:
+        rows = [results[key] for key in keys]
+        comparison[request] = {
+            "workers_asked": [r.workers_asked for r in rows],
+            "workers_up": [r.workers for r in rows],
+            "requests_per_s": [round(r.requests_per_s, 1) for r in rows],
+            "speedup": [round(r.requests_per_s / rows[0].requests_per_s, 3) for r in rows],
+            "worker_cpu_pct": [list(r.worker_cpu_pct) for r in rows],
+            "load_tool_cpu_pct": [r.load_tool_cpu_pct for r in rows],
+            "other_cpu_pct": [r.other_cpu_pct for r in rows],
         }
-        for request, one_key, two_key in WORKER_PAIRS
-    }
+    return comparison
 
 
 def print_goals(results: dict[str, Measurement], checked: list[Goal]) -> None:
@@ -1073,7 +1088,7 @@ def main() -> None:
     ):
         run_dir = Path(tmp)
         bodies = write_bodies(run_dir, inputs)
-        console.print("Starting the servers (127.0.0.1; salespulse with 1 and with 2 workers) ...")
+        console.print("Starting the servers (127.0.0.1; salespulse with 1, 2 and 4 workers) ...")
         servers = start_all(stack, root, run_dir)
         all_targets = targets(servers, bodies, args)
         console.print(f"Load: hey, {args.warmup:g} s warm-up then {args.duration:g} s per throughput row")

@@ -23,6 +23,9 @@ else
   echo "==> .venv is up to date"
 fi
 
+# kubectl (kustomize), the docker compose plugin and nginx check the deployment recipes (tests/test_deploy.py).
+scripts/deploy_tools.sh
+
 # The dashboard's and the API docs' browser libraries come from npm (web/package-lock.json), never from a CDN.
 scripts/vendor_web.sh
 

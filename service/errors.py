@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from salespulse.analytics.errors import AnalyticsError
+from salespulse.errors import Unavailable
 from service.auth import API_KEY_HEADER, AuthError
 from service.metrics import route_label
 
@@ -144,6 +145,12 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = [problem_from_message(str(error.detail))] if error.detail else []
         # Its headers too: a 405 must say which methods the endpoint answers (Allow).
         return error_response(error.status_code, title(error.status_code), problems, error.headers)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, error: Unavailable) -> JSONResponse:
+        # The registry or warehouse is not there or not answering (a new cluster's MLflow has no
+        # champion yet): the operator can act on the one line, the client can retry later.
+        return error_response(503, title(503), [{"field": "", "message": str(error)}])
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:

@@ -80,6 +80,8 @@ LOOKUPS = {"/forecast", "/segment", "/predict/customers", "/admin/import", "/adm
 NEVER_REPLACE = {"/admin/snapshot"}
 # Operations that answer without the warehouse (models in memory, probes, pages).
 WITHOUT_WAREHOUSE = {"/models", "/segments", "/admin/reload", "/metrics", "/health"}
+# Asks the model registry, which may be down or have no champion yet (503).
+NEEDS_REGISTRY = {"/admin/reload"}
 PROBES = {"/livez", "/readyz", "/healthz"}
 TEXT_ANSWERS = {"/metrics", *PROBES}
 # How one answer leads to the next request (OpenAPI links, for clients and the fuzzer's stateful phase):
@@ -346,7 +348,7 @@ def error_statuses(path: str, method: str, operation: Mapping[str, Any], access:
         statuses.add(404)
     if path in NEVER_REPLACE:
         statuses.add(409)
-    if access != "open" and path not in WITHOUT_WAREHOUSE:
+    if (access != "open" and path not in WITHOUT_WAREHOUSE) or path in NEEDS_REGISTRY:
         statuses.add(503)
     return sorted(statuses)
 

@@ -301,6 +301,23 @@ def test_admin_reload_needs_the_key(service):
     assert {m["changed"] for m in answer.json()["models"]} == {"no"}
 
 
+def test_admin_reload_without_a_champion_is_a_503_naming_the_model(service):
+    """A new cluster's registry has no champion yet: the operator gets one line, not a 500."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=service.env["SALESPULSE_MLFLOW_TRACKING_URI"])
+    name, alias = "customer-segmenter", "champion"
+    version = client.get_model_version_by_alias(name, alias).version
+    client.delete_registered_model_alias(name, alias)
+    try:
+        answer = post(service, "/admin/reload", {}, **{"x-api-key": API_KEY})
+    finally:
+        client.set_registered_model_alias(name, alias, version)
+    assert answer.status_code == 503
+    assert f"no champion of {name}" in answer.json()["detail"][0]["message"]
+    assert post(service, "/admin/reload", {}, **{"x-api-key": API_KEY}).status_code == 200
+
+
 def test_keyed_read_access(service, tmp_path: Path):
     # DuckDB lets one process open a warehouse file, so the second service gets a small warehouse of its own.
     env = {**service.env, "SALESPULSE_WAREHOUSE_PATH": str(tmp_path / "keyed.duckdb")}
