@@ -7,7 +7,9 @@ running service.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -293,3 +295,171 @@ def info(
     if "served_by" in details:
         running = details["served_by"]
         out.print(f"Owned by the running service at {running.url} (pid {running.pid})")
+
+
+@data_app.command("sync")
+def sync_(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The operational database: postgresql://user@host:port/database. Keep the password out of "
+            "the command line: libpq reads PGPASSWORD or ~/.pgpass.",
+            show_default=False,
+        ),
+    ],
+    mapping: Annotated[
+        Path,
+        typer.Option(
+            "--mapping",
+            "-m",
+            help="YAML file saying which column of the table is which warehouse field; its `source:` section "
+            "names the table, watermark and key (see data/mappings/orders_table.yaml).",
+            exists=True,
+        ),
+    ],
+    table: Annotated[
+        str | None,
+        typer.Option(
+            help="Table or view to read, as SQL names it (default: source.table).",
+            show_default=False,
+        ),
+    ] = None,
+    watermark_column: Annotated[
+        str | None,
+        typer.Option(
+            "--watermark-column",
+            help="Column that grows when a row is added or changed, e.g. updated_at "
+            "(default: source.watermark).",
+            show_default=False,
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated columns that tell apart rows of one watermark value (default: source.key, "
+            "else the table's primary key).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_rows: Annotated[
+        int, typer.Option("--batch-rows", min=1, help="Rows per chunk; each chunk is one transaction.")
+    ] = 50_000,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Write the valid rows of a chunk and the invalid ones to a reject file, instead of stopping "
+            "at the first chunk with an invalid row.",
+        ),
+    ] = False,
+    follow: Annotated[
+        float | None,
+        typer.Option(
+            "--follow",
+            min=0.1,
+            metavar="SECONDS",
+            help="Keep going: after catching up, look for new rows every SECONDS until stopped (Ctrl-C).",
+            show_default=False,
+        ),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option("--restart", help="Forget the saved position and read the whole table again."),
+    ] = False,
+    warehouse: WarehouseOption = None,
+) -> None:
+    """Sync order lines from a company's operational PostgreSQL database, incrementally.
+
+    Reads the rows added or changed since the last sync, in (watermark, key) order and in chunks; each
+    chunk is validated and written like a file import with the same mapping, in one transaction together
+    with the position after it. A sync killed at any point resumes after its last committed chunk, and
+    each row is imported once. A chunk with an invalid row stops the sync (its rows and fields are listed;
+    the chunks before it are kept) unless --skip-invalid. Exits 2 when the sync cannot start (source
+    unreachable, table or column missing, mapping that does not fit the table).
+
+    With SALESPULSE_DATABASE_URL set, the rows and the position go to the PostgreSQL system of record
+    (not to a warehouse file), and the running service replicas show them as they do any write.
+    """
+    from salespulse.dataset.mapping import MappingError, load_mapping
+
+    target = _target(warehouse)
+    try:
+        rules = load_mapping(mapping)
+    except MappingError as error:
+        _sync_failed(str(error))
+    options: dict[str, Any] = {
+        "table": table,
+        "watermark_column": watermark_column,
+        "key": [column.strip() for column in key.split(",") if column.strip()] if key else None,
+        "batch_rows": batch_rows,
+        "skip_invalid": skip_invalid,
+        "restart": restart,
+    }
+    if follow is None:
+        console.print(_sync_once(source, rules, target, options).describe())
+        return
+    first = True
+    try:
+        while True:
+            result = _sync_once(source, rules, target, options)
+            if first or result.rows_read:  # a quiet pass says nothing
+                console.print(result.describe())
+            first = options["restart"] = False
+            time.sleep(follow)
+    except KeyboardInterrupt:
+        console.print("Stopped following; the next sync resumes after the last committed chunk.")
+
+
+def _sync_once(source: str, rules: Any, target: Path, options: dict[str, Any]) -> Any:
+    """One pass of the sync: every row after the saved position. Exits 2 when it cannot run, 1 on a
+    chunk with invalid rows."""
+    from salespulse.dataset.importing import ImportFailed
+    from salespulse.dataset.sync import SyncFailed, SyncRejected, sync
+
+    # With a system of record the chunks are written there, which no replica owns: sync while they serve.
+    running = owner.find_owner(target) if get_settings().database_url is None else None
+    if running is not None:
+        # The service has no sync endpoint: a chunk and its position must commit in one transaction on the
+        # warehouse's only writer, which a file-import call cannot carry.
+        _sync_failed(
+            f"the service at {running.url} (pid {running.pid}) owns {target}: stop it (make stop), sync, "
+            "and start it again"
+        )
+    try:
+        with _sync_progress() as progress:
+            return sync(source, rules, path=target, progress=progress, **options)
+    except (SyncFailed, ImportFailed) as failed:
+        _sync_failed(str(failed))
+    except SyncRejected as rejected:
+        console.print(f"[red]Stopped at invalid rows:[/] {escape(rejected.summary())}")
+        for line in rejected.describe(limit=20):
+            console.print(f"  {escape(line)}")
+        console.print("Fix them in the source (or use --skip-invalid): the next sync resumes at that chunk.")
+        raise typer.Exit(code=1) from None
+
+
+@contextmanager
+def _sync_progress() -> Iterator[Callable[[Any], None]]:
+    """A progress bar of rows synced on a terminal; a line per committed chunk in a log or a pipe."""
+    if not console.is_terminal:
+        yield lambda p: console.print(f"Synced {p.rows_done:,} of {p.rows_total:,} rows, {p.chunks:,} chunks")
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    parts = (
+        TextColumn("Syncing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*parts, console=console, transient=True) as bar:
+        task = bar.add_task("sync", total=None)
+        yield lambda p: bar.update(task, completed=p.rows_done, total=p.rows_total)
+
+
+def _sync_failed(message: str) -> None:
+    """The sync cannot run: one line, exit 2 (nothing was written)."""
+    console.print(f"[red]error:[/] {escape(message.strip().splitlines()[0] if message.strip() else message)}")
+    raise typer.Exit(code=2)

@@ -3,7 +3,8 @@ MLflow, promote champions, and show them."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -12,6 +13,9 @@ from cli.link import readable_warehouse
 from salespulse.config import get_settings
 from salespulse.features.series import LEVELS, Level
 from salespulse.modeling.registry import check_registry
+
+if TYPE_CHECKING:
+    from training.forecaster.distributed import DaskBoosters
 
 train_app = typer.Typer(
     help="Train the models on the warehouse, track the runs in MLflow, and promote champions.",
@@ -36,6 +40,16 @@ HorizonOption = Annotated[
     ),
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed of the segmentation fit and its bootstrap.")]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask",
+        help="Fit the LightGBM boosters on the Dask cluster of this scheduler (e.g. tcp://host:8786); every "
+        "worker needs the project installed. Default: in this process.",
+        metavar="ADDRESS",
+        show_default=False,
+    ),
+]
 
 
 def _registry_ready() -> None:
@@ -46,16 +60,36 @@ def _registry_ready() -> None:
 
 @train_app.command("forecaster")
 def train_forecaster(
-    level: LevelOption = "product_region", freq: FreqOption = "D", horizon: HorizonOption = None
+    level: LevelOption = "product_region",
+    freq: FreqOption = "D",
+    horizon: HorizonOption = None,
+    dask: DaskOption = None,
 ) -> None:
     """Train the LightGBM sales forecaster, backtest it against seasonal naive and AutoETS on the same
     windows, log everything to MLflow, and promote it to champion if it beats the current one."""
     _registry_ready()
     from training.forecaster.pipeline import run
 
-    with readable_warehouse() as warehouse:
-        result = run(level=level, freq=freq, horizon=horizon, progress=True, warehouse=warehouse)
+    with ExitStack() as stack:
+        boosters = _dask_boosters(dask, stack)
+        with readable_warehouse() as warehouse:
+            result = run(
+                level=level, freq=freq, horizon=horizon, progress=True, warehouse=warehouse, boosters=boosters
+            )
     console.print(result.describe())
+
+
+def _dask_boosters(address: str | None, stack: ExitStack) -> DaskBoosters | None:
+    """The booster trainer of the cluster at ``address``, closed with ``stack`` (None: fit in this process).
+    A scheduler that does not answer is a bad ``--dask`` value: one line, exit 2."""
+    if address is None:
+        return None
+    from training.forecaster.distributed import DaskUnreachable, dask_boosters
+
+    try:
+        return stack.enter_context(dask_boosters(address))
+    except DaskUnreachable as error:
+        raise typer.BadParameter(str(error), param_hint="'--dask'") from None
 
 
 @train_app.command("segmenter")

@@ -73,6 +73,28 @@ class Settings(BaseSettings):
         "is rejected as future-dated.",
     )
 
+    # PostgreSQL as the system of record (salespulse/warehouse/record.py). Unset: the embedded set-up, one
+    # service process owning the DuckDB warehouse file.
+    database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user@host:port/db) of the system of record: ingest and "
+        "imports write there, from any number of service replicas, and each replica's DuckDB warehouse "
+        "(SALESPULSE_WAREHOUSE_PATH, one file per replica) is an analytical copy that follows it. Unset: "
+        "the DuckDB warehouse is the only store.",
+    )
+    replica_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="With a database URL: how often a replica looks for changes when no notification "
+        "(LISTEN/NOTIFY) wakes it.",
+    )
+    replica_wait_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="With a database URL: how long an ingest or import waits for its own replica to show "
+        "what it wrote before answering (the write is in PostgreSQL either way).",
+    )
+
     # MLflow. The standard MLFLOW_TRACKING_URI variable, when set, wins over mlflow_tracking_uri.
     mlflow_tracking_uri: str = Field(
         "sqlite:///mlruns/mlflow.db",

@@ -11,6 +11,10 @@ owner record beside the file (salespulse.warehouse.owner), and offers keyed admi
 import, consistent snapshot) through which the command line works meanwhile. With more than one worker
 (SALESPULSE_SERVICE_WORKERS), the first worker owns the warehouse; the others answer only the requests that
 need no warehouse (segments from raw features, model and segment descriptions) and refuse the rest with 503.
+
+With a system of record (SALESPULSE_DATABASE_URL: PostgreSQL), every worker of every replica keeps its own
+DuckDB file as an analytical copy of the record (salespulse.analytics.replica): ingest and imports write to
+PostgreSQL, and each copy follows it within a notification; /readyz says ready once the copy has caught up.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pydantic_core import PydanticCustomError
 
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.errors import AnalyticsError, Problem
+from salespulse.analytics.replica import Replica
 from salespulse.bounds import StrictFloat, strict_int
 from salespulse.config import get_settings
 from salespulse.dataset.goals import import_goals_into
@@ -220,7 +225,9 @@ class SalesPulse:
             log.info("worker %s serves %s", worker, slot.current.describe_identity())
         self.warehouse: Warehouse | None = None
         self.analytics: AnalyticsEngine | None = None
-        if worker == 1:
+        self.replica: Replica | None = None
+        self.warehouse_file = _warehouse_file(worker)
+        if worker == 1 or settings.database_url is not None:  # copies of the record: one per worker
             self._own_warehouse()
         self._start_watcher()
         # Long-lived objects (models, connection) never die: keep them out of every full GC pass.
@@ -228,7 +235,7 @@ class SalesPulse:
         gc.freeze()
 
     def _own_warehouse(self) -> None:
-        self.warehouse = Warehouse(connect())
+        self.warehouse = Warehouse(connect(self.warehouse_file))
         # A mounted app's lifespan does not run, so the service hands the analytics app its engine, on the
         # same connection: reports see sales the moment an ingest commits.
         self.analytics = AnalyticsEngine.configured(self.warehouse.connection)
@@ -236,9 +243,12 @@ class SalesPulse:
         # swapped later is used without calling this again).
         self.analytics.use_customer_model(lambda: self.customer_value.current.python_model.model.parameters)
         self.analytics.start_housekeeping(settings.analytics_idle_seconds)
+        if settings.database_url is not None:  # the copy follows the record (caught up: ready)
+            self.replica = Replica.configured(self.analytics)
+            self.replica.start()
         analytics_app.state.engine = self.analytics
         host = "127.0.0.1" if settings.service_host in ("0.0.0.0", "::") else settings.service_host
-        owner.claim(settings.warehouse_path, url=f"http://{host}:{settings.service_port}", instance=INSTANCE)
+        owner.claim(self.warehouse_file, url=f"http://{host}:{settings.service_port}", instance=INSTANCE)
 
     @property
     def segmenter(self) -> ModelSlot:
@@ -260,7 +270,8 @@ class SalesPulse:
 
     def __is_ready__(self) -> bool:
         warehouse_ok = self.warehouse is None or self.warehouse.is_open()
-        return warehouse_ok and all(slot.current is not None for slot in self._slots())
+        copy_ok = self.replica is None or self.replica.caught_up.is_set()
+        return warehouse_ok and copy_ok and all(slot.current is not None for slot in self._slots())
 
     # ---------------------------------------------------------------- predictions
 
@@ -552,8 +563,11 @@ class SalesPulse:
     def health(self) -> dict[str, Any]:
         """Liveness and readiness in one readable answer (BentoML's /livez and /readyz also answer)."""
         warehouse = self.warehouse.status() if self.warehouse else {"loaded": False, "owned_by": "worker 1"}
+        if self.replica is not None:
+            warehouse["replica"] = self.replica.status()
         models = {slot.current.name: slot.current.version for slot in self._slots()}
         ready = (self.warehouse is None or warehouse["loaded"]) and all(models.values())
+        ready = ready and (self.replica is None or self.replica.caught_up.is_set())
         return {
             "status": "ready" if ready else "not ready",
             "instance": INSTANCE,
@@ -576,7 +590,7 @@ class SalesPulse:
         with self._engine().cursor() as cursor:
             first, last = sales_range(cursor)
             return {
-                "path": str(settings.warehouse_path),
+                "path": str(self.warehouse_file),
                 "tables": table_counts(cursor),
                 "first_sale": first.isoformat() if first else None,
                 "last_sale": last.isoformat() if last else None,
@@ -592,7 +606,17 @@ class SalesPulse:
             return import_into(con, file, mapping, skip_invalid=request.skip_invalid)
 
         try:
-            result = self._engine().write_exclusively(write)
+            if self.replica is not None:  # staged on a connection of its own, written to the record
+                with self._engine().cursor() as con:
+                    result = import_into(
+                        con,
+                        file,
+                        mapping,
+                        skip_invalid=request.skip_invalid,
+                        write_sales=self.replica.write_import,
+                    )
+            else:
+                result = self._engine().write_exclusively(write)
         except ImportFailed as failed:
             raise HTTPException(422, field_message("file", str(failed))) from None
         except ImportRejected as rejected:
@@ -611,9 +635,15 @@ class SalesPulse:
         """`salespulse data import-goals` through the running service: checked row by row, one transaction."""
         file = _existing_file("file", request.file)
         try:
-            result = self._engine().write_exclusively(
-                lambda con: import_goals_into(con, file, level=request.level)
-            )
+            if self.replica is not None:
+                with self._engine().cursor() as con:
+                    result = import_goals_into(
+                        con, file, level=request.level, write_goals=self.replica.write_goals
+                    )
+            else:
+                result = self._engine().write_exclusively(
+                    lambda con: import_goals_into(con, file, level=request.level)
+                )
         except ImportFailed as failed:
             raise HTTPException(422, field_message("file", str(failed))) from None
         except ImportRejected as rejected:
@@ -643,9 +673,11 @@ class SalesPulse:
     @bentoml.on_shutdown
     def _release_warehouse(self) -> None:
         """Let a running fold or checkpoint finish before the process goes, and give up ownership."""
+        if self.replica is not None:
+            self.replica.stop()
         if self.analytics is not None:
             self.analytics.stop_housekeeping()
-            owner.release(settings.warehouse_path)
+            owner.release(self.warehouse_file)
 
     # ---------------------------------------------------------------- internals
 
@@ -674,6 +706,15 @@ class SalesPulse:
                         log.exception("champion check for %s failed", slot.current.name)
 
         threading.Thread(target=watch, name="champion-watcher", daemon=True).start()
+
+
+def _warehouse_file(worker: int) -> Path:
+    """The worker's DuckDB file: the configured one, and with a system of record (where every worker keeps
+    a copy of its own) ``warehouse.worker<N>.duckdb`` beside it for the workers after the first."""
+    path = settings.warehouse_path
+    if worker == 1 or settings.database_url is None:
+        return path
+    return path.with_name(f"{path.stem}.worker{worker}{path.suffix}")
 
 
 class FileRejected(AnalyticsError):

@@ -25,9 +25,7 @@ _databases = itertools.count()
 
 def server_binaries() -> Path:
     """The newest installed PostgreSQL server's bin folder (Debian: /usr/lib/postgresql/<major>/bin)."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
-    )
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
     if found:
         return found[-1].parent
     on_path = shutil.which("initdb")

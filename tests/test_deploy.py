@@ -55,8 +55,6 @@ COMPONENT = "app.kubernetes.io/component"
 # The probe paths each HTTP component must use: BentoML's own probes for the service, MLflow's /health.
 PROBE_PATHS = {API: {"livenessProbe": "/livez", "readinessProbe": "/readyz"},
                MLFLOW: {"livenessProbe": "/health", "readinessProbe": "/health"}}  # fmt: skip
-# Being added in this round (the Postgres system of record): the recipes already pass it.
-PENDING_SETTINGS = {"database_url"}
 Doc = dict[str, Any]
 
 
@@ -234,7 +232,7 @@ def assert_real_settings(env: dict[str, str], where: str) -> None:
 
     fields = {name: value for name, value in env.items() if name.startswith("SALESPULSE_")}
     names = {name.removeprefix("SALESPULSE_").lower() for name in fields}
-    unknown = names - set(Settings.model_fields) - PENDING_SETTINGS
+    unknown = names - set(Settings.model_fields)
     assert not unknown, f"{where}: not settings of salespulse/config.py: {sorted(unknown)}"
     known = {name.removeprefix("SALESPULSE_").lower(): value for name, value in fields.items()}
     Settings(_env_file=None, **{k: v for k, v in known.items() if k in Settings.model_fields})  # type: ignore[call-arg]

@@ -48,6 +48,7 @@ from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS
 from salespulse.warehouse.store import transaction
 
 if TYPE_CHECKING:  # annotations only: the engine works without the model code loaded
+    from salespulse.analytics.replica import Replica
     from salespulse.modeling.customer_value import CustomerValueParameters
 
     CustomerModelSource = CustomerValueParameters | Callable[[], CustomerValueParameters | None]
@@ -77,21 +78,29 @@ class IngestResult:
 
 
 class _Pending:
-    """A batch waiting for the writer, and then its outcome."""
+    """A batch waiting for the writer, as Arrow tables, and then its outcome."""
 
-    def __init__(self, batch: SalesBatch) -> None:
-        self.batch = batch
-        # Built by the request's own thread while the writer may be busy with earlier batches.
-        self.lines = lines_table(batch)
-        self.customers = customers_table(batch)
-        self.products = products_table(batch)
-        self.keys = {(line.order_id, line.line) for line in batch.lines}
-        self.described = {f"c:{c.customer_id}" for c in batch.customers} | {
-            f"p:{p.product_id}" for p in batch.products
+    def __init__(self, lines: pa.Table, customers: pa.Table | None, products: pa.Table | None) -> None:
+        self.lines, self.customers, self.products = lines, customers, products
+        self.line_count = lines.num_rows
+        self.keys = set(
+            zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
+        )
+        # Customers and products the batch describes (not only refers to): a later batch describing the
+        # same one must not overtake it.
+        self.described_customers = customers.column("customer_id").to_pylist() if customers else []
+        self.described_products = products.column("product_id").to_pylist() if products else []
+        self.described = {f"c:{c}" for c in self.described_customers} | {
+            f"p:{p}" for p in self.described_products
         }
         self.done = threading.Event()
         self.result: IngestResult | None = None
         self.error: BaseException | None = None
+
+    @classmethod
+    def of_batch(cls, batch: SalesBatch) -> _Pending:
+        # Built by the request's own thread while the writer may be busy with earlier batches.
+        return cls(lines_table(batch), customers_table(batch), products_table(batch))
 
 
 def _any_line_without_geography(lines: pa.Table) -> bool:
@@ -415,7 +424,9 @@ class AnalyticsEngine:
                     "lines", f"{len(batch.lines):,} lines; a batch holds at most {self.max_batch_lines:,}"
                 )
             )
-        pending = _Pending(batch)
+        if self._replica is not None:  # a copy of the system of record: the batch is written there
+            return self._ingest_through_record(batch)
+        pending = _Pending.of_batch(batch)
         with self._queue_lock:
             self._queue.append(pending)
         while not pending.done.is_set():
@@ -441,7 +452,7 @@ class AnalyticsEngine:
         deadline = time.monotonic() + self.linger_seconds
         while time.monotonic() < deadline:
             with self._queue_lock:
-                lines = sum(len(p.batch.lines) for p in self._queue)
+                lines = sum(p.line_count for p in self._queue)
                 if len(self._queue) >= self._senders or lines >= self.max_group_lines:
                     return
             time.sleep(0.001)
@@ -456,13 +467,13 @@ class AnalyticsEngine:
         lines = 0
         with self._queue_lock:
             for pending in self._queue:
-                fits = not taken or lines + len(pending.batch.lines) <= self.max_group_lines
+                fits = not taken or lines + pending.line_count <= self.max_group_lines
                 clash = pending.keys & (keys | blocked) or pending.described & described
                 if fits and not clash:
                     taken.append(pending)
                     keys |= pending.keys
                     described |= pending.described
-                    lines += len(pending.batch.lines)
+                    lines += pending.line_count
                 else:
                     left.append(pending)
                     blocked |= pending.keys
@@ -508,8 +519,8 @@ class AnalyticsEngine:
                 # month rollup is exact for days it has not seen.
                 self._widen(lines)
                 described = {
-                    "customers": [c.customer_id for b in batches for c in b.batch.customers],
-                    "products": [p.product_id for b in batches for p in b.batch.products],
+                    "customers": [c for b in batches for c in b.described_customers],
+                    "products": [p for b in batches for p in b.described_products],
                 }
                 done: list[rollups.Maintenance] = []
 
@@ -681,6 +692,42 @@ class AnalyticsEngine:
             flag for flag, column in columns.items() if lines.column(column).null_count < lines.num_rows
         }
         self.state = replace(self.state, bounds=(first, last), flags=frozenset(flags))
+
+    # --- a copy of the system of record (SALESPULSE_DATABASE_URL; salespulse/analytics/replica.py) ---
+
+    _replica: Replica | None = None
+
+    def follow(self, replica: Replica | None) -> None:
+        """Make this warehouse a copy that ``replica`` keeps in step with the system of record: ingest then
+        writes there (and answers once this copy shows the batch). None: the warehouse is the store."""
+        self._replica = replica
+
+    def _ingest_through_record(self, batch: SalesBatch) -> IngestResult:
+        assert self._replica is not None
+        started = time.perf_counter()
+        written = self._replica.write_sales(lines_table(batch), customers_table(batch), products_table(batch))
+        return IngestResult(
+            inserted=written.inserted,
+            updated=written.updated,
+            unchanged=written.unchanged,
+            rollups_rebuilt=False,
+            seconds=time.perf_counter() - started,
+        )
+
+    def apply_changes(self, lines: pa.Table, customers: pa.Table | None, products: pa.Table | None) -> None:
+        """Write rows that changed in the system of record (their values there) to this copy through the
+        ingest's own transaction, so the rollups stay exact. ``lines`` has the LINE_SCHEMA columns."""
+        pending = _Pending(lines, customers, products)
+        with self._write_lock:
+            self._write_group([pending])
+        if pending.error is not None:
+            raise pending.error
+
+    def write_locked(self, write: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """``write`` on the engine's connection with ingest held off, without the rollup check that
+        write_exclusively makes afterwards (for writes that leave the sales alone)."""
+        with self._write_lock, self.cursor() as con:
+            return write(con)
 
 
 LISTED_MEMBERS = 25

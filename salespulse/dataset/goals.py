@@ -23,8 +23,10 @@ from pathlib import Path
 from time import perf_counter
 
 import duckdb
+import pyarrow as pa
 
 from salespulse.dataset.importing import ImportFailed, ImportRejected, RowError
+from salespulse.warehouse.record import GoalWriter, configured_goal_writer
 from salespulse.warehouse.schema import GOAL_TABLES
 from salespulse.warehouse.store import connect, transaction
 
@@ -74,9 +76,15 @@ def import_goals(
 
 
 def import_goals_into(
-    con: duckdb.DuckDBPyConnection, file: Path | str, *, level: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    file: Path | str,
+    *,
+    level: str | None = None,
+    write_goals: GoalWriter | None = None,
 ) -> GoalImportResult:
-    """:func:`import_goals` through an open warehouse connection (the running service's)."""
+    """:func:`import_goals` through an open warehouse connection (the running service's). With a system of
+    record (SALESPULSE_DATABASE_URL) the plan is written there, by ``write_goals`` (default: a writer of the
+    configured record), after the same checks."""
     started = perf_counter()
     file = Path(file)
     try:
@@ -86,8 +94,14 @@ def import_goals_into(
         if errors:
             invalid_rows = len({e.row for e in errors})
             raise ImportRejected(file, errors[:MAX_REPORTED_ERRORS], invalid_rows, len(errors), rows_read)
-        with transaction(con):
-            written = {name: _write_level(con, name) for name in LEVELS}
+        write_goals = write_goals or configured_goal_writer()
+        if write_goals is not None:
+            plans = {name: _staged_level(con, name) for name in LEVELS}
+            write_goals({name: plan for name, plan in plans.items() if plan.num_rows})
+            written = {name: plan.num_rows for name, plan in plans.items()}
+        else:
+            with transaction(con):
+                written = {name: _write_level(con, name) for name in LEVELS}
     finally:
         con.execute(f"DROP TABLE IF EXISTS {STAGED}")
     return GoalImportResult(file, rows_read, written, perf_counter() - started)
@@ -201,6 +215,12 @@ def _row_errors(con: duckdb.DuckDBPyConnection) -> list[RowError]:
         RowError(row=row, column=column, value=value, message=f"{value!r} {message}")
         for row, column, value, message in rows
     ]
+
+
+def _staged_level(con: duckdb.DuckDBPyConnection, level: str) -> pa.Table:
+    """The staged targets of one level as (month, member, target), for the system of record."""
+    staged = con.sql(f"SELECT month, member, target FROM {STAGED} WHERE level = ?", params=[level])
+    return staged.to_arrow_table()
 
 
 def _write_level(con: duckdb.DuckDBPyConnection, level: str) -> int:

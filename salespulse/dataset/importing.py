@@ -25,6 +25,9 @@ How it works, and why:
 * A file with any invalid row is rejected whole (:class:`ImportRejected`) unless ``skip_invalid``; then
   the valid rows are imported and the invalid ones are written, with their row numbers and reasons, to a
   CSV reject file. A rejected or failed import into a warehouse file it created removes that file again.
+* The rows may also come already read, as an Arrow table (:class:`RowsSource`): the database sync
+  (salespulse/dataset/sync.py) hands each chunk of a source table to :func:`import_into` that way, so it
+  is checked, converted and written exactly like a file. Its row numbers start at ``first_row``.
 * Writing is :func:`salespulse.warehouse.load.upsert_sales`: one transaction keyed on (order_id, line), so
   a re-import replaces lines instead of doubling them, and a killed import leaves the warehouse as it was.
   :func:`import_into` does all of this through a connection the caller owns (the running service's).
@@ -37,10 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
+from functools import cache
 from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 from rich.console import Console
 
 from salespulse.bounds import CONTROL_CHARACTERS_SQL
@@ -56,6 +62,7 @@ from salespulse.dataset.mapping import (
     load_mapping,
 )
 from salespulse.warehouse.load import upsert_sales
+from salespulse.warehouse.record import SalesWriter, configured_sales_writer
 from salespulse.warehouse.schema import (
     ADDRESS_FIELDS,
     LINE_GEOGRAPHY_COLUMNS,
@@ -66,6 +73,7 @@ from salespulse.warehouse.schema import (
 from salespulse.warehouse.store import connect
 
 ROW = "__row"  # the row number added to the file's own columns
+ROWS_VIEW = "import_rows"  # the Arrow table of a RowsSource, while an import reads it
 IN_THE_US = "__in_the_us"  # whether a row's geography is in the US (see the module docstring)
 ZIPS = "import_zip_coordinates"  # the US zip codes with their coordinates, while an import locates lines
 STAGED = "import_staged"  # temporary table: every row converted, derived and checked
@@ -146,6 +154,17 @@ PRODUCT_ATTRIBUTES = ("product_name", "category", "subcategory")
 LINE_COLUMNS = [column for column in ORDER_LINES.column_names if column in WAREHOUSE_FIELDS]
 # Lines of one product in one order are told apart by these, not by their place in the file.
 CONTENT_RANK = ("quantity", "unit_price", "discount", "revenue", "cost", "profit")
+
+
+@dataclass(frozen=True)
+class RowsSource:
+    """Rows already read (a chunk of a database table), in place of a file: the export's columns as the
+    mapping names them, typed or text. ``name`` stands for the file in results and reject file names."""
+
+    name: str
+    rows: pa.Table
+    first_row: int = 1
+    """The row number of the first row (a sync numbers the rows of its run, across chunks)."""
 
 
 class ImportFailed(Exception):
@@ -286,23 +305,33 @@ def import_file(
 
 def import_into(
     con: duckdb.DuckDBPyConnection,
-    file: Path | str,
+    file: Path | str | RowsSource,
     mapping: Path | str | Mapping,
     *,
     skip_invalid: bool = False,
     progress: bool = False,
-    before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    before_commit: Callable[[Any], None] | None = None,
+    dates: DateReading | None = None,
+    write_sales: SalesWriter | None = None,
 ) -> ImportResult:
     """:func:`import_file` through an open warehouse connection (the running service's, which owns the
-    file). The write is one transaction of :func:`upsert_sales`; ``before_commit`` runs inside it."""
+    file). The write is one transaction of :func:`upsert_sales`; ``before_commit`` runs inside it. With a
+    system of record (SALESPULSE_DATABASE_URL) the valid rows are written there instead, by ``write_sales``
+    (default: a writer of the configured record); the connection only stages and checks them, and
+    ``before_commit`` is handed to the writer as ``also``: it runs in the record's transaction, given its
+    cursor instead of this connection.
+
+    ``file`` may be rows already read (:class:`RowsSource`); ``dates`` then keeps the date convention
+    settled once for all the chunks of a sync (:func:`settle_dates`) instead of detecting it per chunk."""
     started = perf_counter()
     report = _reporter(progress)
-    file = Path(file)
+    rows = file if isinstance(file, RowsSource) else None
+    file = Path(rows.name if rows is not None else file)
     mapping = _resolved(mapping)
     try:
         report(f"Reading and checking {file}")
-        source = _source_query(file, mapping)
-        _stage(con, source, mapping)
+        source = _rows_query(con, rows) if rows is not None else _source_query(file, mapping)
+        _stage(con, source, mapping, dates)
         rows_read, invalid_rows, error_count = con.execute(
             f"SELECT count(*), count(*) FILTER (len(errors) > 0), coalesce(sum(len(errors)), 0) FROM {STAGED}"
         ).fetchall()[0]
@@ -314,15 +343,21 @@ def import_into(
             reject_file = _write_rejects(con, file, source)
             report(f"Wrote the {invalid_rows:,} invalid rows to {reject_file}")
         lines, customers, products = _valid_batches(con)
-        counts = upsert_sales(
-            con,
-            lines,
-            customers=customers,
-            products=products,
-            progress=report,
-            before_commit=before_commit,
-            geography_from_customers=True,
-        )
+        write_sales = write_sales or configured_sales_writer()
+        if write_sales is not None:  # PostgreSQL is the system of record: the rows go there
+            report("Writing the valid rows to the system of record")
+            also = {} if before_commit is None else {"also": before_commit}
+            counts = write_sales(lines, customers, products, **also)
+        else:
+            counts = upsert_sales(
+                con,
+                lines,
+                customers=customers,
+                products=products,
+                progress=report,
+                before_commit=before_commit,
+                geography_from_customers=True,
+            )
     finally:
         _drop_staging(con)
     return ImportResult(
@@ -351,6 +386,7 @@ def _remove_warehouse_files(target: Path) -> None:
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
     """The service's connection lives on: leave nothing of this import in its temporary schema."""
     con.execute(f"DROP TABLE IF EXISTS {STAGED}")
+    con.unregister(ROWS_VIEW)  # a no-op for a file import
     for macro in (NUMBER_MACRO, TIMESTAMP_MACRO):
         con.execute(f"DROP MACRO IF EXISTS {macro}")
 
@@ -380,6 +416,25 @@ def _source_query(file: Path, mapping: Mapping) -> str:
         reader = f"read_csv({_literal(str(file))}, {', '.join(options)})"
     # An empty OVER () numbers rows in the order the reader produces them, i.e. file order.
     return f"SELECT row_number() OVER () AS {ROW}, * FROM {reader}"
+
+
+def _rows_query(con: duckdb.DuckDBPyConnection, rows: RowsSource) -> str:
+    """The rows of a RowsSource, numbered from its first row in the order given."""
+    numbers = pa.array(range(rows.first_row, rows.first_row + rows.rows.num_rows), pa.int64())
+    con.register(ROWS_VIEW, rows.rows.add_column(0, ROW, numbers))
+    return f"SELECT * FROM {ROWS_VIEW}"
+
+
+def settle_dates(con: duckdb.DuckDBPyConnection, dates: pa.Table, mapping: Mapping) -> DateReading:
+    """How the date column reads, decided over ``dates`` (the column's values, by the mapping's name for
+    it) as a file import decides it over the whole file: a sync decides once, not per chunk."""
+    with con.cursor() as reader:  # its own registration and results, gone with it
+        reader.register(ROWS_VIEW, dates)
+        source = f"SELECT * FROM {ROWS_VIEW}"
+        column_types = dict(
+            reader.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
+        )
+        return _date_reading(reader, source, mapping, column_types)
 
 
 def _is_aligned(file: Path, mapping: Mapping) -> bool:
@@ -471,14 +526,16 @@ def _merge_split_names(runs: list[tuple[int, int]], header: str) -> list[tuple[i
     return merged
 
 
-def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping) -> None:
+def _stage(
+    con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping, dates: DateReading | None = None
+) -> None:
     """Convert, derive and check every row into the temporary STAGED table."""
     try:
         column_types = dict(
             con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
         )
         mapping.check_columns_exist([name for name in column_types if name != ROW])
-        conversions = _conversions(con, source, mapping, column_types)
+        conversions = _conversions(con, source, mapping, column_types, dates)
         _create_macros(con, mapping, conversions)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS {_staging_sql(source, mapping, conversions)}")
         if not (mapping.provides("line") or mapping.provides("line_id")):
@@ -495,7 +552,11 @@ def _stage(con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping) -> Non
 
 
 def _conversions(
-    con: duckdb.DuckDBPyConnection, source: str, mapping: Mapping, column_types: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    mapping: Mapping,
+    column_types: dict[str, str],
+    dates: DateReading | None = None,
 ) -> Conversions:
     settings = get_settings()
     zone = settings.warehouse_timezone or con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
@@ -508,7 +569,7 @@ def _conversions(
         ) from None
     latest = now + timedelta(seconds=settings.import_future_tolerance_seconds)
     return Conversions(
-        zone=zone, now=now, latest=latest, dates=_date_reading(con, source, mapping, column_types)
+        zone=zone, now=now, latest=latest, dates=dates or _date_reading(con, source, mapping, column_types)
     )
 
 
@@ -983,6 +1044,7 @@ def _expected(kind: Kind, conversions: Conversions) -> str:
     return f"a {kind.value}"
 
 
+@cache  # built from every spelling of every state: an import uses it per field, a sync per chunk
 def _state_codes() -> str:
     """SQL map from upper-cased state names and codes to the two-letter code."""
     spellings = [*STATE_NAMES, *REGION_OF_STATE]

@@ -16,6 +16,10 @@ A mapping is a small YAML file, for example (data/mappings/superstore.yaml is a 
       channel: direct
     format: csv               # csv or parquet; by default from the file's suffix
     csv: {delimiter: ",", encoding: utf-8}   # delimiter: sniffed when absent; "whitespace" for aligned
+    source:               # only for `salespulse data sync` from a database table (file imports ignore it)
+      table: sales.order_lines
+      watermark: updated_at   # a column that grows when a row is added or changed
+      key: [id]               # tiebreak among rows of one watermark value; default: the primary key
 
 Required fields: order_id (or ``order_id_from``: the fields an order id is made of, when the export has
 none, e.g. ``[customer_id, ordered_at]``), ordered_at, customer_id, product_id, quantity, and unit_price or
@@ -102,6 +106,28 @@ class CsvOptions(BaseModel):
     encoding: str = "utf-8"
 
 
+class SyncSource(BaseModel):
+    """Where `salespulse data sync` reads the order lines (see salespulse/dataset/sync.py); the command's
+    options override each key. File imports ignore this section, so one mapping serves both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str | None = None
+    """The table (or view), as SQL writes it: ``order_lines``, ``sales.order_lines``, ``"Order Lines"``."""
+    query: str | None = None
+    """A SELECT to read instead of a table (a join, a filter); it needs ``key``."""
+    watermark: str | None = None
+    """A column whose value grows when a row is added or changed (updated_at, a sequence id)."""
+    key: list[str] = []
+    """Columns that tell apart the rows of one watermark value; default: the table's primary key."""
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SyncSource:
+        if self.table and self.query:
+            raise ValueError("source: give table or query, not both")
+        return self
+
+
 class Mapping(BaseModel):
     """A validated mapping; build it with :func:`load_mapping` or directly from a dict."""
 
@@ -115,6 +141,7 @@ class Mapping(BaseModel):
     defaults: dict[str, str | int | float] = {}
     format: FileFormat | None = None
     csv: CsvOptions = CsvOptions()
+    source: SyncSource = SyncSource()
 
     @field_validator("columns", "defaults")
     @classmethod
@@ -220,7 +247,7 @@ def _describe_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"])
         if problem["type"] == "extra_forbidden":
-            section = CsvOptions if problem["loc"][0] == "csv" else Mapping
+            section = {"csv": CsvOptions, "source": SyncSource}.get(str(problem["loc"][0]), Mapping)
             problems.append(f"unknown key {where!r} (known keys: {', '.join(section.model_fields)})")
         else:
             message = problem["msg"].removeprefix("Value error, ")

@@ -65,8 +65,23 @@ def _add_line_geography(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _add_sync_state(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 2: where each database sync (`salespulse data sync`) stands, kept in the warehouse so that
+    a chunk's lines and the position after them commit together."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS sync_state (
+            source VARCHAR NOT NULL, watermark_column VARCHAR NOT NULL, key_columns VARCHAR[] NOT NULL,
+            last_watermark VARCHAR NOT NULL, last_key VARCHAR[] NOT NULL, rows_synced BIGINT NOT NULL,
+            date_order VARCHAR, synced_at TIMESTAMP NOT NULL, PRIMARY KEY (source)
+        )
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "order lines carry their own geography (ship-to); customers a country", _add_line_geography),
+    Migration(2, "the position of each database sync", _add_sync_state),
 )
 assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1)), "one migration per version"
 

@@ -39,7 +39,7 @@ class Table:
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    " + ",\n    ".join(body) + "\n)"
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of the schema these declarations describe; salespulse/warehouse/migrations.py brings an
 older warehouse up to it (version 0 is the schema before versions were kept)."""
 
@@ -211,6 +211,22 @@ GOAL_TABLES: dict[str, Table] = {
 }
 """The goal plan by level: each table's second key column is the member of that level."""
 
+SYNC_STATE = Table(
+    "sync_state",
+    (
+        Column("source", "VARCHAR", doc="host:port/database and table or query; no user or password"),
+        Column("watermark_column", "VARCHAR"),
+        Column("key_columns", "VARCHAR[]", doc="Tiebreak among rows of one watermark value"),
+        Column("last_watermark", "VARCHAR", doc="Watermark of the last row synced, as the source writes it"),
+        Column("last_key", "VARCHAR[]", doc="Key of the last row synced, as the source writes it"),
+        Column("rows_synced", "BIGINT", doc="Rows committed over all runs (skipped invalid ones too)"),
+        Column("date_order", "VARCHAR", required=False, doc="'month first' or 'day first' once settled"),
+        Column("synced_at", "TIMESTAMP", doc="When the last chunk was committed"),
+    ),
+    key=("source",),
+    doc="Where each `salespulse data sync` source stands: written in the transaction of each chunk it syncs.",
+)
+
 DIMENSION_TABLES: tuple[Table, ...] = (PRODUCTS, CUSTOMERS, SALESMEN, DISTRIBUTORS)
-ALL_TABLES: tuple[Table, ...] = (*DIMENSION_TABLES, ORDER_LINES, *GOAL_TABLES.values())
+ALL_TABLES: tuple[Table, ...] = (*DIMENSION_TABLES, ORDER_LINES, *GOAL_TABLES.values(), SYNC_STATE)
 TABLES_BY_NAME = {t.name: t for t in ALL_TABLES}

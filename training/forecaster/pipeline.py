@@ -105,9 +105,12 @@ def run(
     warehouse: Path | str | None = None,
     config: TrainConfig | None = None,
     calendar_file: Path | str | None = None,
+    boosters: train.BoosterTrainer | None = None,
 ) -> ForecasterResult:
     """Train, backtest, log, register and gate a forecaster of ``level`` x ``freq``; with ``progress``,
-    report each stage on stderr as it ends (the summary is ``result.describe()``)."""
+    report each stage on stderr as it ends (the summary is ``result.describe()``). ``boosters`` fits the
+    LightGBM boosters elsewhere (a Dask cluster: :mod:`training.forecaster.distributed`); the default is
+    this process."""
     series_level(level)
     freq = check_freq(freq)
     horizon = horizon or default_horizon(freq)
@@ -123,10 +126,14 @@ def run(
         n_windows = backtest_windows(panel, horizon)
         backtest = evaluate.plan_backtest(panel, horizon, n_windows)
         mlflow.log_params(_params(level, freq, horizon, config, panel, backtest))
+        mlflow.log_params(boosters.run_params() if boosters else {"trainer": "local"})
+        mlflow.set_tags(boosters.run_tags() if boosters else {"trainer": "local"})
         with stages(
             f"Fitting LightGBM for the backtest (history to {backtest.first_cutoff:%Y-%m-%d})", "fit_backtest"
         ):
-            challenger = train.fit(panel.until(backtest.first_cutoff), level, horizon, config, calendar)
+            challenger = train.fit(
+                panel.until(backtest.first_cutoff), level, horizon, config, calendar, boosters=boosters
+            )
         with stages(f"Forecasting {n_windows} backtest windows with LightGBM", "backtest"):
             model_windows = evaluate.forecast_windows(challenger, panel, backtest)
         intermittent = evaluate.is_intermittent(panel, backtest)
@@ -139,7 +146,7 @@ def run(
             method = evaluate.choose(table, freq)
             metrics = evaluate.headline(table, method, freq)
         with stages(f"Fitting the champion method ({method}) on all the history", "fit_final"):
-            final = train.fit(panel, level, horizon, config, calendar, categories)
+            final = train.fit(panel, level, horizon, config, calendar, categories, boosters)
             final = replace(final, method=method, calibrations=evaluate.calibrations(windows, method, freq))
             # A statistical champion keeps the boosters: they price a planned promotion (what-if), which a
             # statistical model, blind to prices, can't.

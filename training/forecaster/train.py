@@ -18,6 +18,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from typing import Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -90,35 +91,58 @@ def fit(
     config: TrainConfig,
     calendar: RetailCalendar | None = None,
     product_categories: dict[str, str] | None = None,
+    boosters: BoosterTrainer | None = None,
 ) -> Forecaster:
-    """Fit a forecaster on ``panel`` (the history up to its last period)."""
+    """Fit a forecaster on ``panel`` (the history up to its last period). ``boosters`` fits the two
+    boosters on the prepared panel (default :func:`train_boosters`, in this process; see
+    :mod:`training.forecaster.distributed` for a Dask cluster)."""
     features = (config.features or SeriesFeatures.default(panel.freq, panel.statics.columns)).fitted(panel)
     events = None
     if panel.freq == "D":
         events = EventEffects.estimate(panel.y, panel.dates, calendar or RetailCalendar())
         panel = replace(panel, y=Forecaster.adjusted(panel.y, events.multiplier(panel.dates)))
-    x, y, weight = training_rows(panel, features, config.periods(panel))
-    objectives = (MEAN_OBJECTIVE, POINT_OBJECTIVE)
-    # The two boosters train side by side, one thread each: ctypes releases the GIL while LightGBM works.
-    # On two cores this beats two threads per booster one after the other, because LightGBM's OpenMP
-    # threads meet at a barrier many times per tree and, when another process holds a core, the waiting
-    # thread spins (measured on the sample data: 5 s single-threaded against 14 s with two threads).
-    with ThreadPoolExecutor(max_workers=max(1, min(config.threads, len(objectives)))) as pool:
-        futures = {o: pool.submit(_train_booster, x, y, weight, features, config, o) for o in objectives}
-        boosters = {o: future.result() for o, future in futures.items()}
+    fitted = (boosters or train_boosters)(panel, features, config)
     return Forecaster(
         level=level,
         freq=panel.freq,
         horizon=horizon,
         features=features,
-        mean_booster=boosters[MEAN_OBJECTIVE],
-        point_booster=boosters[POINT_OBJECTIVE],
+        mean_booster=fitted[MEAN_OBJECTIVE],
+        point_booster=fitted[POINT_OBJECTIVE],
         events=events,
         series_statics=panel.statics.astype(str) if len(panel.statics.columns) else None,
         product_categories=dict(product_categories or {}),
         typical_discount=typical_discount(panel, level),
         trained_until=_last_day(panel),
     )
+
+
+class BoosterTrainer(Protocol):
+    """Fits the booster of each of OBJECTIVES on a prepared panel (event lifts divided out, features
+    fitted) somewhere else than this process, and says where for the MLflow run."""
+
+    def __call__(
+        self, panel: Panel, features: SeriesFeatures, config: TrainConfig
+    ) -> dict[str, lgb.Booster]: ...
+
+    def run_params(self) -> dict[str, object]: ...
+
+    def run_tags(self) -> dict[str, str]: ...
+
+
+OBJECTIVES = (MEAN_OBJECTIVE, POINT_OBJECTIVE)
+
+
+def train_boosters(panel: Panel, features: SeriesFeatures, config: TrainConfig) -> dict[str, lgb.Booster]:
+    """The boosters of OBJECTIVES, fitted in this process on the panel's :func:`training_rows`."""
+    x, y, weight = training_rows(panel, features, config.periods(panel))
+    # The two boosters train side by side, one thread each: ctypes releases the GIL while LightGBM works.
+    # On two cores this beats two threads per booster one after the other, because LightGBM's OpenMP
+    # threads meet at a barrier many times per tree and, when another process holds a core, the waiting
+    # thread spins (measured on the sample data: 5 s single-threaded against 14 s with two threads).
+    with ThreadPoolExecutor(max_workers=max(1, min(config.threads, len(OBJECTIVES)))) as pool:
+        futures = {o: pool.submit(_train_booster, x, y, weight, features, config, o) for o in OBJECTIVES}
+        return {o: future.result() for o, future in futures.items()}
 
 
 TYPICAL_DISCOUNT_PERIODS = {"D": 91, "W": 13}
