@@ -305,7 +305,9 @@ def test_admin_reload_without_a_champion_is_a_503_naming_the_model(service):
     """A new cluster's registry has no champion yet: the operator gets one line, not a 500."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=service.env["SALESPULSE_MLFLOW_TRACKING_URI"])
+    # Both URIs: this process may have set a global registry URI (another module's store) earlier.
+    store = service.env["SALESPULSE_MLFLOW_TRACKING_URI"]
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     name, alias = "customer-segmenter", "champion"
     version = client.get_model_version_by_alias(name, alias).version
     client.delete_registered_model_alias(name, alias)
