@@ -11,8 +11,13 @@ real-time ingest through POST /sales while reports are being read.
    cost is mostly fixed, so several feeds ingest faster than one.
 5. pandas: the same reports as group-bys over DataFrames loaded from the same warehouse (load time printed
    apart; only the computation is timed) -> the ratio pandas time / HTTP p50.
+6. With --baseline REF, the ingest runs are made against that git ref too, in the same session: its code is
+   checked out into a temporary worktree and served beside this checkout's, each on its own copy of the
+   warehouse, the same batches sent to both, runs alternating (which goes first alternates too); the table
+   shows them side by side. Figures measured at different times on a shared machine do not compare.
 
     .venv/bin/python bench/bench_analytics.py [--requests 30] [--batches 80] [--senders 8] [--skip-pandas]
+    .venv/bin/python bench/bench_analytics.py --only-ingest --baseline f4b7c50
 """
 
 from __future__ import annotations
@@ -84,11 +89,13 @@ def free_port() -> int:
 
 
 class Server:
-    """The analytics app under uvicorn, in a child process bound to 127.0.0.1."""
+    """The analytics app under uvicorn, in a child process bound to 127.0.0.1; the code of ``root`` (this
+    checkout, or a baseline's worktree)."""
 
-    def __init__(self, warehouse: Path) -> None:
+    def __init__(self, warehouse: Path, root: Path = REPO_ROOT) -> None:
         self.port = free_port()
         env = dict(os.environ, SALESPULSE_WAREHOUSE_PATH=str(warehouse), SALESPULSE_API_KEY=API_KEY)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
         command = [
             sys.executable,
             "-m",
@@ -103,7 +110,7 @@ class Server:
             "warning",
             "--no-access-log",
         ]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
+        self.process = subprocess.Popen(command, cwd=root, env=env, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -119,6 +126,22 @@ class Server:
             time.sleep(0.5)
         raise TimeoutError("the server did not start")
 
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far (all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_quiet(self, timeout: float = 60, quiet_seconds: int = 4) -> None:
+        """Until the server's background work (folds, compactions, checkpoints) is done: the other one is
+        measured next. Quiet for ``quiet_seconds`` in a row: housekeeping starts only after
+        SALESPULSE_ANALYTICS_IDLE_SECONDS (2 s) without a batch."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while time.monotonic() < deadline and quiet < quiet_seconds:
+            before = self.cpu_seconds()
+            time.sleep(1.0)
+            quiet = quiet + 1 if self.cpu_seconds() - before < 0.05 else 0
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
         try:
@@ -126,6 +149,35 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class Baseline:
+    """A git ref's code in a temporary worktree, served on its own copy of the warehouse."""
+
+    def __init__(self, ref: str, directory: Path, warehouse: Path) -> None:
+        self.path = directory / "baseline"
+        commit = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", ref],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(self.path), commit],
+            capture_output=True,
+            check=True,
+        )
+        self.label = f"baseline {commit}"
+        copy = directory / "baseline.duckdb"
+        shutil.copy(warehouse, copy)
+        console.print(f"Baseline {ref} ({commit}) checked out into {self.path}")
+        self.server = Server(copy, root=self.path)
+
+    def remove(self) -> None:
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(self.path)],
+            capture_output=True,
+        )
 
 
 # --- HTTP measurements ---
@@ -548,16 +600,27 @@ def main() -> None:
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--only-ingest", action="store_true", help="skip the report timings and pandas")
     parser.add_argument("--reports", nargs="*", help="only these reports")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the ingest runs against this git ref (a temporary worktree), in the same session",
+    )
     args = parser.parse_args()
     console.print(
         f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)"
     )
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as tmp:
         warehouse = prepared_warehouse(Path(tmp))
-        server = Server(warehouse)
+        servers = {"this checkout": Server(warehouse)}
+        baseline = None
         try:
+            if args.baseline:
+                baseline = Baseline(args.baseline, Path(tmp), warehouse)
+                servers = {baseline.label: baseline.server, **servers}
             started = time.perf_counter()
-            server.wait_ready()
+            for server in servers.values():
+                server.wait_ready()
+            server = servers["this checkout"]
             console.print(f"Server ready in {time.perf_counter() - started:.1f} s at {server.url}")
             with httpx.Client(base_url=server.url, timeout=300) as client:
                 lines = client.post("/query", json={"measures": ["lines"]}).json()["rows"][0]["lines"]
@@ -572,9 +635,19 @@ def main() -> None:
             plan = [(n, 0.2) for n in counts] + ([(args.senders, 0.0)] if args.senders > 1 else [])
             for day, (senders, read_every) in enumerate(plan, start=1):
                 bodies = sales_batches(args.batches, f"r{day}-{os.getpid()}", day=day)
-                runs.append(ingest(server.url, bodies, senders=senders, read_every=read_every))
+                # Both get the same batches; which goes first alternates, so that a drift in the machine's
+                # load does not always favour the same one.
+                order = list(servers.items()) if day % 2 else list(reversed(servers.items()))
+                for label, each in order:
+                    for other in servers.values() if len(servers) > 1 else ():
+                        other.wait_quiet()  # no server's folds or checkpoints during the other's run
+                    run = ingest(each.url, bodies, senders=senders, read_every=read_every)
+                    runs.append({**run, "code": label})
         finally:
-            server.stop()
+            for each in servers.values():
+                each.stop()
+            if baseline is not None:
+                baseline.remove()
         skip = args.skip_pandas or args.only_ingest
         pandas_ms, load_seconds = ({}, 0.0) if skip else time_pandas(CACHED, set(http))
 
@@ -634,7 +707,11 @@ def print_results(
             f"cannot be 20x faster over HTTP, where the quickest report takes {min(p50s):.1f} ms end to end.)"
         )
     table = Table(title="POST /sales, 1,000-line batches, while a reader requests reports")
+    baseline = {
+        (r["senders"], r["reads_per_s"]): r["lines_per_s"] for r in runs if r["code"] != "this checkout"
+    }
     columns = (
+        *(("code",) if baseline else ()),
         "senders",
         "reader",
         "lines",
@@ -645,11 +722,16 @@ def print_results(
         "read p50 ms",
         "read p95 ms",
         "failures",
+        *(("vs baseline",) if baseline else ()),
     )
     for column in columns:
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="left" if column == "code" else "right")
     for run in runs:
+        before = (
+            baseline.get((run["senders"], run["reads_per_s"])) if run["code"] == "this checkout" else None
+        )
         table.add_row(
+            *((run["code"],) if baseline else ()),
             str(run["senders"]),
             run["reads_per_s"],
             f"{run['lines']:,}",
@@ -660,6 +742,7 @@ def print_results(
             f"{run['read_p50'] or 0:,.1f}",
             f"{run['read_p95'] or 0:,.1f}",
             str(len(run["failures"])),
+            *((f"{run['lines_per_s'] / before:.2f}x" if before else "",) if baseline else ()),
         )
     console.print(table)
 

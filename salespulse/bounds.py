@@ -335,15 +335,21 @@ def _trimmed(value: str) -> str:
     return trimmed
 
 
+def _plain_trimmed(value: str) -> str:
+    """check_identifier, then _trimmed; at once for the usual id (printable, nothing to trim), which a
+    1,000-line batch has 4,000 of."""
+    if value.isprintable() and value[0] not in SPACES and value[-1] not in SPACES:
+        return value  # isprintable: no control character (nor any other space than U+0020)
+    return _trimmed(check_identifier(value))
+
+
 def trimmed_text(max_length: int, *, plain: bool) -> Any:
     """Text with something besides white space, stored without the white space around it; at most
     ``max_length`` characters as sent. ``plain``: an id, without control characters."""
-    checks = [AfterValidator(check_identifier)] if plain else []
     return Annotated[
         str,
         StringConstraints(min_length=1, max_length=max_length),
-        *checks,
-        AfterValidator(_trimmed),
+        AfterValidator(_plain_trimmed if plain else _trimmed),
         Documented({"pattern": PLAIN_NOT_BLANK_PATTERN if plain else NOT_BLANK_PATTERN}),
     ]
 

@@ -200,6 +200,17 @@ class Settings(BaseSettings):
         description="Delta rows ingest may append to a rollup before it folds them itself, in the middle "
         "of a busy stream; below that they are folded when ingest pauses.",
     )
+    analytics_fold_after_lines: int = Field(
+        20_000,
+        ge=1,
+        description="Ingested lines that may wait before they are folded into the rollups (a fold costs "
+        "much the same for one batch as for twenty); reads include waiting lines either way.",
+    )
+    analytics_fold_after_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds an ingested line may wait before it is folded into the rollups.",
+    )
     analytics_idle_seconds: float = Field(
         2.0,
         gt=0,

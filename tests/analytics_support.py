@@ -212,3 +212,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def sale(order: str, line: int, **changes: Any) -> dict[str, Any]:
+    """An order line for POST /sales: 2 x 50.0 less 10% (90.0 of revenue), a known customer and product."""
+    return {
+        "order_id": order,
+        "line": line,
+        "ordered_at": "2025-06-30T16:30:00",
+        "customer_id": "C-0000007",
+        "product_id": "P-00010",
+        "salesman_id": "S-0001",
+        "quantity": 2,
+        "unit_price": 50.0,
+        "discount": 0.1,
+        "cost": 60.0,
+        **changes,
+    }

@@ -3,20 +3,20 @@ that stay exact through every kind of ingest."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from analytics_support import assert_rows, build_warehouse, copy_warehouse, open_engine
+from analytics_support import assert_rows, build_warehouse, copy_warehouse, open_engine, sale
 from fastapi.testclient import TestClient
 
 from salespulse.analytics import rollups
 from salespulse.analytics.engine import AnalyticsEngine
 from salespulse.analytics.reports import REGISTRY, run_report
 from salespulse.analytics.reports.base import FILTER_PARAMS
-from salespulse.analytics.semantic import COMPONENTS, ROLLUPS
+from salespulse.analytics.semantic import COMPONENTS, ROLLUPS, Rollup
 from salespulse.config import get_settings
 from service.analytics_api import create_analytics_app
 
@@ -50,22 +50,6 @@ def warehouse_digest(engine: AnalyticsEngine) -> list[dict]:
         "SELECT count(*) AS n, sum(revenue) AS revenue, sum(hash(order_id, line, quantity)) AS h "
         "FROM order_lines"
     )
-
-
-def sale(order: str, line: int, **changes: Any) -> dict[str, Any]:
-    return {
-        "order_id": order,
-        "line": line,
-        "ordered_at": "2025-06-30T16:30:00",
-        "customer_id": "C-0000007",
-        "product_id": "P-00010",
-        "salesman_id": "S-0001",
-        "quantity": 2,
-        "unit_price": 50.0,
-        "discount": 0.1,
-        "cost": 60.0,
-        **changes,
-    }
 
 
 def total(client: TestClient, **spec: Any) -> dict[str, Any]:
@@ -352,6 +336,13 @@ def assert_rollups_exact(engine: AnalyticsEngine) -> None:
         keys = (["period"] if "time_dimension" in spec else []) + spec["dimensions"]
         frame = pd.DataFrame(base["rows"])
         assert_rows(fast["rows"], frame, keys=keys, columns=[c for c in frame.columns if c not in keys])
+    # As reads see each rollup (with the lines not folded yet), then the table itself once they are folded.
+    assert_tables_equal_a_fresh_build(engine, lambda rollup: rollups.with_unfolded(rollup))
+    engine.fold()
+    assert_tables_equal_a_fresh_build(engine, lambda rollup: rollup.name)
+
+
+def assert_tables_equal_a_fresh_build(engine: AnalyticsEngine, relation: Callable[[Rollup], str]) -> None:
     with engine.cursor() as con:
         for rollup in ROLLUPS:  # folded, each rollup equals a fresh build
             merged = ", ".join(
@@ -361,7 +352,7 @@ def assert_rollups_exact(engine: AnalyticsEngine) -> None:
             folded = (
                 f"SELECT {', '.join(rollup.key)}, "
                 + ", ".join(f"{COMPONENTS[c].merge}({c}) AS {c}" for c in rollup.components)
-                + f" FROM {rollup.name} GROUP BY ALL"
+                + f" FROM {relation(rollup)} GROUP BY ALL"
             )
             fresh = rollups.rollup_select(rollup)
             keys = ", ".join(rollup.key)
@@ -597,6 +588,8 @@ def test_a_pause_in_ingest_folds_the_rollups_and_checkpoints(engine: AnalyticsEn
     rows_before = sum(engine.state.rollups.values())
     for batch in range(4):
         engine.ingest(SalesBatch.model_validate({"lines": [sale(f"RT-H{batch}", n) for n in range(1, 6)]}))
+    assert engine._unfolded_lines == 20 and sum(engine.state.rollups.values()) == rows_before
+    engine.fold()  # what the folder does a moment after a batch
     grown = sum(engine.state.rollups.values())
     assert grown > rows_before and wal.exists() and wal.stat().st_size > 0
     engine.start_housekeeping(idle_seconds=0.2)
@@ -606,7 +599,7 @@ def test_a_pause_in_ingest_folds_the_rollups_and_checkpoints(engine: AnalyticsEn
             time.sleep(0.05)
     finally:
         engine.stop_housekeeping()
-    assert not engine._appended and not engine._unsaved
+    assert not engine._appended and not engine._unsaved and not engine._unfolded_lines
     assert sum(engine.state.rollups.values()) < grown
     assert not wal.exists() or wal.stat().st_size == 0
     assert_rollups_exact(engine)
@@ -739,3 +732,149 @@ def test_the_customer_models_inputs_are_kept_until_the_next_ingest(engine: Analy
     engine.ingest(SalesBatch.model_validate({"lines": [big]}))
     after = run_report(engine, "customer-lifetime-value", params)
     assert {r["customer"]: r["lifetime_value"] for r in after["rows"]}[customer] > before
+
+
+# --- deferred folds: new orders wait in agg_unfolded, reads include them, a fold empties it ---
+
+
+def ingest_lines(engine: AnalyticsEngine, lines: list[dict[str, Any]], **extra: Any) -> None:
+    from salespulse.analytics.ingest import SalesBatch
+
+    engine.ingest(SalesBatch.model_validate({"lines": lines, **extra}))
+
+
+def test_new_orders_wait_unfolded_and_every_read_includes_them(engine: AnalyticsEngine) -> None:
+    rows_before = dict(engine.state.rollups)
+    revenue_before = total_revenue(engine)
+    ingest_lines(engine, [sale("RT-W1", 1), sale("RT-W1", 2), sale("RT-W2", 1, customer_id="C-NEW-W")])
+    assert engine._unfolded_lines == 3 and engine.state.rollups == rows_before  # no rollup row written yet
+    assert engine.state.relations  # the compiler reads the rollups with their unfolded lines
+    assert total_revenue(engine) == pytest.approx(revenue_before + 3 * 90.0)
+    assert_rollups_exact(engine)  # as read before the fold, and as stored after it
+    assert engine._unfolded_lines == 0 and not engine.state.relations
+    assert total_revenue(engine) == pytest.approx(revenue_before + 3 * 90.0)
+
+
+def total_revenue(engine: AnalyticsEngine) -> float:
+    rows = engine.run_query({"measures": ["revenue"], "dimensions": ["region"]})["rows"]
+    return sum(row["revenue"] for row in rows)
+
+
+def test_a_batch_that_cannot_wait_folds_the_waiting_lines_first(engine: AnalyticsEngine) -> None:
+    """A line added to a waiting order, a replaced line, a first purchase moved earlier, a described
+    customer: each such batch is written the classic way, once the waiting lines are folded, and every
+    read stays exact."""
+    moved = {"customer_id": "C-0000011", "state": "TX", "zip": "73301", "city": "Austin"}
+    cases: list[tuple[list[dict[str, Any]], dict[str, Any]]] = [
+        ([sale("RT-X0", 2)], {}),  # completes the order that waits
+        ([sale("RT-X0", 1, quantity=5)], {}),  # replaces a stored line
+        ([sale("RT-X2", 1, customer_id="C-0000008", ordered_at="2023-01-05T10:00:00")], {}),
+        ([sale("RT-X3", 1, customer_id="C-0000011")], {"customers": [moved]}),
+    ]
+    for number, (lines, extra) in enumerate(cases):
+        ingest_lines(engine, [sale(f"RT-X{number}", 1)] if number == 0 else [sale(f"RT-W{number}", 1)])
+        assert engine._unfolded_lines == 1
+        ingest_lines(engine, lines, **extra)
+        assert engine._unfolded_lines == 0, lines
+        assert_rollups_exact(engine)
+
+
+def test_every_snapshot_agrees_with_the_order_lines_while_folds_race_the_writer(
+    engine: AnalyticsEngine,
+) -> None:
+    """A writer streams new orders (the same customers again on the same day, new customers, several
+    days) while the folder folds every few batches, and a reader checks, each time in one snapshot, that
+    every rollup as read (with its unfolded lines) adds up to what the order lines hold: lines, revenue,
+    orders, customers per month and purchase days."""
+    import threading
+
+    engine.fold_after_seconds = 0.05
+    engine.start_housekeeping(idle_seconds=60)
+    stop = threading.Event()
+    checks: list[int] = []
+    failures: list[str] = []
+
+    def read() -> None:
+        with engine.cursor() as con:
+            while not stop.is_set():
+                con.begin()
+                try:
+                    expected = con.execute(TRUTH).fetchall()[0]
+                    for rollup in ROLLUPS:
+                        got = con.execute(rollup_totals(rollup)).fetchall()[0]
+                        want = [expected[i] for i in totals_wanted(rollup)]
+                        if list(got) != pytest.approx(want, rel=1e-12):
+                            failures.append(f"{rollup.name}: {got} != {want}")
+                finally:
+                    con.rollback()
+                checks.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for batch in range(40):
+            customer = f"C-{batch % 7 + 1:07d}" if batch % 3 else f"C-RACE-{batch}"
+            day = f"2025-07-{batch % 4 + 10:02d}T{batch % 9 + 8:02d}:00:00"
+            ingest_lines(
+                engine,
+                [
+                    sale(f"RT-R{batch}-{o}", n, customer_id=customer, ordered_at=day)
+                    for o in range(2)
+                    for n in (1, 2)
+                ],
+            )
+    finally:
+        stop.set()
+        reader.join()
+        engine.stop_housekeeping()
+    assert not failures, failures[:5]
+    assert len(checks) >= 5
+    assert_rollups_exact(engine)
+
+
+TRUTH = """
+    SELECT count(*), sum(revenue), count(DISTINCT order_id),
+        (SELECT count(DISTINCT (customer_id, date_trunc('month', ordered_at))) FROM order_lines),
+        (SELECT count(DISTINCT (customer_id, CAST(ordered_at AS DATE))) FROM order_lines)
+    FROM order_lines
+"""
+
+
+def totals_wanted(rollup: Rollup) -> list[int]:
+    """Which of TRUTH's columns a rollup's totals answer (see rollup_totals)."""
+    wanted = [0, 1]
+    if rollup.fields == ("customer_id",):  # an order has one customer: its orders add up
+        wanted.append(2)
+    if "customers" in rollup.components and "region" not in rollup.fields:
+        wanted.append(3)
+    if "purchase_days" in rollup.components:
+        wanted.append(4)
+    return wanted
+
+
+def rollup_totals(rollup: Rollup) -> str:
+    columns = ["sum(lines)", "sum(revenue)"]
+    if rollup.fields == ("customer_id",):
+        columns.append("sum(orders)")
+    if "customers" in rollup.components and "region" not in rollup.fields:
+        columns.append("sum(customers)")
+    if "purchase_days" in rollup.components:
+        columns.append("sum(purchase_days)")
+    return f"SELECT {', '.join(columns)} FROM {rollups.with_unfolded(rollup)} r"
+
+
+def test_lines_left_unfolded_by_a_stop_are_read_and_folded_after_a_restart(
+    source_warehouse: Path, tmp_path: Path
+) -> None:
+    path = copy_warehouse(source_warehouse, tmp_path)
+    engine = open_engine(path)
+    ingest_lines(engine, [sale("RT-S1", 1), sale("RT-S2", 1, customer_id="C-NEW-S")])
+    assert engine._unfolded_lines == 2
+    engine._con.close()  # as a killed process leaves it: the lines committed, not folded
+    engine = open_engine(path)
+    try:
+        assert engine._unfolded_lines == 2 and engine.state.relations  # kept, no rebuild
+        assert not engine.refresh()
+        assert_rollups_exact(engine)
+    finally:
+        engine._con.close()

@@ -63,6 +63,8 @@ class WarehouseState:
     """No sale is before bounds[0] or after bounds[1] (conservative: maybe wider than the data)."""
     flags: frozenset[str] = frozenset()
     """Optional parts the data has: 'salesman', 'distributor', 'cost'."""
+    relations: dict[str, str] = field(default_factory=dict)
+    """What to read for a rollup instead of its table (its table with the lines not folded into it yet)."""
 
 
 class Params:
@@ -130,14 +132,17 @@ class Source:
     coded: bool = False
     """Stored text fields hold '' for NULL: rollup keys, so that merging into them is a plain equi-join."""
     rollup: Rollup | None = None
+    relation: str | None = None
+    """The SQL read for ``table`` when it is not the table itself (a rollup with its pending lines)."""
 
 
 LINE_FIELDS = frozenset(name for name, spec in FIELDS.items() if spec.lookup is None)
 BASE = Source(ORDER_LINES, "o", "at", LINE_FIELDS)
 
 
-def rollup_source(rollup: Rollup) -> Source:
-    return Source(rollup.name, "r", rollup.time, frozenset(rollup.fields), coded=True, rollup=rollup)
+def rollup_source(rollup: Rollup, relation: str | None = None) -> Source:
+    fields = frozenset(rollup.fields)
+    return Source(rollup.name, "r", rollup.time, fields, coded=True, rollup=rollup, relation=relation)
 
 
 def lines_source(relation: str, extra: frozenset[str] = frozenset()) -> Source:
@@ -207,7 +212,8 @@ class Resolver:
         return PLACEHOLDER.sub(replace, template)
 
     def from_clause(self) -> str:
-        return " ".join([f"FROM {self.source.table} {self.source.alias}", *self.joins.values()])
+        relation = self.source.relation or self.source.table
+        return " ".join([f"FROM {relation} {self.source.alias}", *self.joins.values()])
 
 
 def bucket(grain: Grain, resolver: Resolver) -> str:
@@ -264,7 +270,8 @@ class Compiler:
         if not self.use_rollups:
             return []
         usable = [r for r in ROLLUPS if r.name in self.state.rollups]
-        return [rollup_source(r) for r in sorted(usable, key=lambda r: self.state.rollups[r.name])]
+        usable.sort(key=lambda r: self.state.rollups[r.name])
+        return [rollup_source(r, self.state.relations.get(r.name)) for r in usable]
 
     # --- checks that do not depend on the source ---
 

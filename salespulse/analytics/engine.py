@@ -6,10 +6,18 @@ write, and one transaction at a time keeps the rollup deltas simple. Batches tha
 being written are written together in the next transaction (group commit): a transaction costs much the
 same for one batch as for several. Work that does not need to happen inside an ingest (folding the rollups'
 delta rows, checkpointing the write-ahead log) waits for a pause in the stream (housekeeping).
+
+A batch of new orders (the real-time case) leaves the rollups alone: its lines are also kept in the table of
+unfolded lines (rollups.UNFOLDED), and the folder thread folds them into every rollup a moment later, a few
+batches at once, beside the writer (the fold lock keeps the other writers of rollup rows apart). Meanwhile
+the compiler reads each rollup together with the unfolded lines' delta, in one statement and so in one
+snapshot: reads are exact and never wait for a fold. A batch that changes what is stored (a replaced line, a
+moved first purchase, a described customer or product) folds first and keeps the rollups in step itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -43,8 +51,7 @@ from salespulse.analytics.errors import BatchRejected, Problem
 from salespulse.analytics.ingest import SalesBatch, customers_table, lines_table, products_table
 from salespulse.analytics.query import INTERNAL, TIME_OUTPUT, Query
 from salespulse.analytics.semantic import DIMENSIONS, Operator
-from salespulse.warehouse.load import Known, complete_line_geography, upsert_sales
-from salespulse.warehouse.schema import LINE_GEOGRAPHY_COLUMNS
+from salespulse.warehouse.load import Known, upsert_sales
 from salespulse.warehouse.store import transaction
 
 if TYPE_CHECKING:  # annotations only: the engine works without the model code loaded
@@ -103,13 +110,6 @@ class _Pending:
         return cls(lines_table(batch), customers_table(batch), products_table(batch))
 
 
-def _any_line_without_geography(lines: pa.Table) -> bool:
-    silent = pc.is_null(lines.column(LINE_GEOGRAPHY_COLUMNS[0]))
-    for column in LINE_GEOGRAPHY_COLUMNS[1:]:
-        silent = pc.and_(silent, pc.is_null(lines.column(column)))
-    return pc.any(silent).as_py() is True
-
-
 def _concat(tables: list[pa.Table | None]) -> pa.Table | None:
     present = [t for t in tables if t is not None]
     return pa.concat_tables(present, promote_options="permissive") if present else None
@@ -131,12 +131,23 @@ class AnalyticsEngine:
         use_rollups: bool = True,
         max_batch_lines: int = 10_000,
         compact_after_rows: int = 100_000,
+        fold_after_lines: int = 20_000,
+        fold_after_seconds: float = 1.0,
     ) -> None:
         self._con = con
         self._write_lock = threading.Lock()
+        # Held by whoever writes rollup rows: folds, compactions, rebuilds, a write that keeps the rollups in
+        # step itself. Taken after the write lock, never before it.
+        self._fold_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # self.state is replaced whole, by the writer and by the folder
         self.use_rollups = use_rollups
         self.max_batch_lines = max_batch_lines
         self.compact_after_rows = compact_after_rows
+        self.fold_after_lines, self.fold_after_seconds = fold_after_lines, fold_after_seconds
+        self._unfolded_lines = 0  # committed lines not folded into the rollups yet (see rollups.UNFOLDED)
+        self._unfolded_since = float("inf")  # when the oldest of them was written
+        self._folder: threading.Thread | None = None
+        self._fold_wanted = threading.Event()
         self.max_group_lines = max(max_batch_lines, 20_000)
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
@@ -154,6 +165,7 @@ class AnalyticsEngine:
         self._last_day: tuple[WarehouseState, date | None] | None = None
         self._calendars: tuple[WarehouseState, dict[tuple[date, date], SellingCalendar]] | None = None
         self._fingerprint = rollups.Fingerprint(0, 0)
+        self._orders: rollups.OrderIndex | None = None  # which orders are stored (see rollups.OrderIndex)
         self._customer_model: Callable[[], CustomerValueParameters | None] | None = None
         self._frames: tuple[WarehouseState, OrderedDict[str, pd.DataFrame]] | None = None
         self._frames_lock = threading.Lock()
@@ -170,6 +182,8 @@ class AnalyticsEngine:
             use_rollups=settings.analytics_rollups,
             max_batch_lines=settings.analytics_max_batch_lines,
             compact_after_rows=settings.analytics_compact_after_rows,
+            fold_after_lines=settings.analytics_fold_after_lines,
+            fold_after_seconds=settings.analytics_fold_after_seconds,
         )
 
     @contextmanager
@@ -199,14 +213,19 @@ class AnalyticsEngine:
 
     def refresh(self, *, force: bool = False) -> bool:
         """Rebuild the rollups if the warehouse changed behind the engine's back; True when rebuilt."""
-        with self._write_lock, self.cursor() as con:
+        with self._write_lock, self._fold_lock, self.cursor() as con:
             stored = rollups.read_state(con)
             current = rollups.fingerprint(con)
             (products,) = con.execute(rollups.PRODUCT_HASH).fetchall()[0]
+            rollups.create_unfolded(con)  # a warehouse from before deferred folds has none
+            unfolded = rollups.unfolded_fingerprint(con)
+            folded = rollups.Fingerprint(
+                current.lines - unfolded.lines, current.line_hash - unfolded.line_hash
+            )
             stale = (
                 force
                 or not rollups.rollups_exist(con)
-                or stored.get("fingerprint") != current.encode()
+                or stored.get("fingerprint") != folded.encode()  # the folded lines are what it describes
                 or stored.get("products") != products
                 or stored.get("definitions") != rollups.definitions_digest()
                 or not rollups.customers_agree(con)
@@ -218,17 +237,28 @@ class AnalyticsEngine:
                     state = {"fingerprint": current.encode(), "uniform": ",".join(sorted(uniform))}
                     definitions = rollups.definitions_digest()
                     rollups.write_state(con, {**state, "products": products, "definitions": definitions})
+                folded = current
             else:
                 uniform = frozenset(filter(None, stored.get("uniform", "").split(",")))
-            self._fingerprint = current
+                if unfolded.lines:
+                    uniform &= rollups.uniform_fields(con, rollups.UNFOLDED)
+            self._fingerprint = folded
             self._lookups = rollups.Lookups(con)
-            self.state = self._read_state(con, uniform)
+            if stale or self._orders is None:  # the same fingerprint: the same orders
+                self._orders = rollups.OrderIndex(con)
+            # Lines a stopped or killed process wrote and never folded: read with the rollups, folded soon.
+            self._unfolded_lines = rollups.unfolded_count(con)
+            self._unfolded_since = time.monotonic() if self._unfolded_lines else float("inf")
+            with self._state_lock:
+                self.state = self._read_state(con, uniform)
         return stale
 
     def write_exclusively(self, write: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """A bulk write (a file import) on the engine's connection, with ingest held off while it runs; then
         the rollups are brought up to date, so the next report includes what it wrote."""
         with self._write_lock, self.cursor() as con:
+            with self._fold_lock:  # the write may complete an unfolded order: the rollups hold them first
+                self._fold(con)
             result = write(con)
         self.refresh()
         return result
@@ -240,6 +270,7 @@ class AnalyticsEngine:
             uniform=uniform,
             bounds=(first, last) if first is not None else None,
             flags=frozenset(name for name, present in zip(FLAG_NAMES, flags, strict=True) if present),
+            relations=rollups.UNFOLDED_RELATIONS if self._unfolded_lines else {},
         )
 
     # --- reading ---
@@ -508,68 +539,81 @@ class AnalyticsEngine:
         lines = pa.concat_tables([b.lines for b in batches])
         customers = _concat([b.customers for b in batches])
         products = _concat([b.products for b in batches])
-        with self.cursor() as con:
-            # A line that says nowhere it went takes the stored customer's address now, so that the batch
-            # the rollups see is the lines as stored.
-            if _any_line_without_geography(lines):  # checked in Arrow: most batches pay no statement
-                lines = complete_line_geography(con, lines)
+        # A line that says nowhere it went takes the stored customer's address now (from the engine's
+        # cache of the addresses), so that the batch the rollups see is the lines as stored.
+        lines = self._lookups.complete_geography(lines)
+        with self.cursor() as con, contextlib.ExitStack() as rollup_writer:
             with rollups.registered(con, **{rollups.BATCH: lines}):
-                before = rollups.snapshot(con, lines, self._lookups)
-                # Widened before the commit: a query routed while the batch commits must never believe a
-                # month rollup is exact for days it has not seen.
-                self._widen(lines)
+                before = rollups.snapshot(con, lines, self._lookups, self._orders)
                 described = {
                     "customers": [c for b in batches for c in b.described_customers],
                     "products": [p for b in batches for p in b.described_products],
                 }
+                deferred = self.use_deferred_folds and rollups.defers(before, self._lookups, described)
+                if not deferred:  # this write keeps the rollups in step itself, from the lines as stored
+                    rollup_writer.enter_context(self._fold_lock)
+                    self._fold(con)
+                # Widened before the commit: a query routed while the batch commits must never believe a
+                # month rollup is exact for days it has not seen.
+                self._widen(lines)
                 done: list[rollups.Maintenance] = []
 
                 def keep_rollups_in_step(c: duckdb.DuckDBPyConnection) -> None:
-                    done.append(
-                        rollups.maintain(
-                            c,
-                            lines,
-                            before,
-                            self._lookups,
-                            described,
-                            self._fingerprint,
-                            self.state.uniform,
+                    if deferred:
+                        maintenance = rollups.defer(
+                            c, lines, before, self._lookups, self._fingerprint, self.state.uniform
                         )
-                    )
+                        self._note_unfolded(lines.num_rows)  # before the commit, like the bounds
+                    else:
+                        maintenance = rollups.maintain(
+                            c, lines, before, self._lookups, described, self._fingerprint, self.state.uniform
+                        )
+                    done.append(maintenance)
 
                 known = Known(
                     complete_tables=self._lookups.complete_tables(lines),
                     first_purchases_stay=before.changed_old.num_rows == 0
                     and not before.first_purchase_movers,
                     lines_are_new=not before.stored_keys,
+                    prices_known=products is None and self._lookups.prices_known(lines),
+                    first_purchases=before.first_purchases,
                 )
                 try:
                     upsert_sales(
                         con,
-                        con.from_arrow(lines),
-                        customers=con.from_arrow(customers) if customers is not None else None,
-                        products=con.from_arrow(products) if products is not None else None,
+                        lines,
+                        customers=customers,
+                        products=products,
                         before_commit=keep_rollups_in_step,
                         known=known,
                     )
                 except BaseException:
+                    if deferred and done:  # counted as unfolded, then not committed
+                        self._note_unfolded(-lines.num_rows)
                     self._lookups.load(con)  # it may hold customers of the rolled-back batch
                     raise
                 self._lookups.note_keys(lines)
+                self._orders.add(before.order_hashes)
             maintenance = done[0]
-            self._fingerprint = maintenance.fingerprint
+            if not deferred:  # a deferred write leaves the fingerprint of the folded lines to the folds
+                self._fingerprint = maintenance.fingerprint
             if maintenance.rebuilt:
                 self._lookups.load(con)
-            first_day = pc.min(lines.column("ordered_at")).as_py().date()
-            self._note_appended(maintenance, first_day)
-            due = self._due_for_compaction()
-            if due:
-                self._compact(con, due)
-            if maintenance.only_appended and not due:  # counting ten tables costs a few milliseconds
-                counts = {n: rows + maintenance.appended.get(n, 0) for n, rows in self.state.rollups.items()}
-            else:
-                counts = rollups.row_counts(con)
-            self.state = replace(self.state, uniform=maintenance.uniform, rollups=counts)
+            compacted = False
+            if not deferred:  # (after a deferred write, the folds compact what they append)
+                first_day = pc.min(lines.column("ordered_at")).as_py().date()
+                self._note_appended(maintenance.appended, first_day, rebuilt=maintenance.rebuilt)
+                compacted = self._compact_due(con)
+            with self._state_lock:
+                if maintenance.only_appended and not compacted:  # counting ten tables costs milliseconds
+                    rows = self.state.rollups
+                    counts = {n: count + maintenance.appended.get(n, 0) for n, count in rows.items()}
+                else:
+                    counts = rollups.row_counts(con)
+                self.state = replace(self.state, uniform=maintenance.uniform, rollups=counts)
+        if deferred and self._folder is None and self._unfolded_lines >= self.fold_after_lines:
+            with self._fold_lock, self.cursor() as con:  # no folder thread: the writer folds
+                self._fold(con)
         self._last_write_at, self._unsaved = time.monotonic(), True
         seconds = time.perf_counter() - started
         changed = set(
@@ -595,15 +639,85 @@ class AnalyticsEngine:
             )
         return results
 
-    def _note_appended(self, maintenance: rollups.Maintenance, first_day: date) -> None:
+    def _note_appended(self, appended: dict[str, int], first_day: date, *, rebuilt: bool = False) -> None:
         """Count the delta rows appended per table, and the earliest day they may touch."""
-        if maintenance.rebuilt:
+        if rebuilt:
             self._appended = {}
             return
-        for name, count in maintenance.appended.items():
+        for name, count in appended.items():
             if count:
                 total, since = self._appended.get(name, (0, first_day))
                 self._appended[name] = (total + count, min(since, first_day))
+
+    # --- deferred folds (see rollups.UNFOLDED) ---
+
+    use_deferred_folds = True
+    """False: every batch keeps the rollups in step in its own transaction (tests compare both ways)."""
+
+    def _note_unfolded(self, lines: int) -> None:
+        """Count lines written to the unfolded table (negative: a write that did not commit). Counted, and
+        the compiler told to read the rollups with them, before the write commits: a read that starts after
+        the commit must include them."""
+        with self._state_lock:
+            if lines > 0 and not self._unfolded_lines:
+                self._unfolded_since = time.monotonic()
+            self._unfolded_lines += lines
+            if not self.state.relations:
+                self.state = replace(self.state, relations=rollups.UNFOLDED_RELATIONS)
+        self._fold_wanted.set()
+
+    def _fold(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Fold the unfolded lines into the rollups, in a transaction of its own; the caller holds the fold
+        lock. Batches keep committing meanwhile (they write no rollup), and a read keeps reading the rollups
+        with their unfolded lines until the fold commits: either way it answers the same."""
+        if not self._unfolded_lines:
+            return
+        with transaction(con):
+            folded = rollups.fold(con, self._fingerprint, self.state.uniform)
+        self._fingerprint = folded.fingerprint
+        if folded.first_day is not None:
+            self._note_appended(folded.appended, folded.first_day)
+        compacted = self._compact_due(con)
+        with self._state_lock:
+            self._unfolded_lines -= folded.lines  # lines committed since stay counted
+            self._unfolded_since = time.monotonic() if self._unfolded_lines else float("inf")
+            rows = self.state.rollups
+            counts = (
+                rollups.row_counts(con)
+                if compacted
+                else {n: count + folded.appended.get(n, 0) for n, count in rows.items()}
+            )
+            relations = self.state.relations if self._unfolded_lines else {}
+            self.state = replace(self.state, rollups=counts, relations=relations)
+
+    def fold(self) -> None:
+        """Fold every unfolded line committed so far into the rollups, now."""
+        with self._fold_lock, self.cursor() as con:
+            self._fold(con)
+
+    def _fold_due(self) -> bool:
+        waited = time.monotonic() - self._unfolded_since
+        return self._unfolded_lines >= self.fold_after_lines or waited >= self.fold_after_seconds
+
+    def _fold_when_due(self) -> None:
+        """The folder thread: folds once ``fold_after_lines`` lines wait, or the oldest has waited
+        ``fold_after_seconds``; beside the writer, which it never holds up."""
+        while not self._stop_housekeeping.is_set():
+            self._fold_wanted.wait(min(self.fold_after_seconds, 0.5) / 4)
+            self._fold_wanted.clear()
+            if self._unfolded_lines <= 0 or not self._fold_due():
+                continue
+            try:
+                self.fold()
+            except Exception:  # reads stay exact without it; a write that cannot wait folds first
+                log.exception("folding the rollups failed; it will be tried again")
+
+    def _compact_due(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Compact the tables due (the caller holds the fold lock); True when some were."""
+        due = self._due_for_compaction()
+        if due:
+            self._compact(con, due)
+        return bool(due)
 
     def _due_for_compaction(self) -> list[str]:
         """Tables whose appended rows reached the threshold, or a tenth of their size: a big table is
@@ -629,10 +743,12 @@ class AnalyticsEngine:
             del self._appended[name]
 
     def compact(self) -> None:
-        """Fold every table's appended rows now."""
-        with self._write_lock, self.cursor() as con:
+        """Fold the unfolded lines and every table's appended rows now."""
+        with self._write_lock, self._fold_lock, self.cursor() as con:
+            self._fold(con)
             self._compact(con, list(self._appended))
-            self.state = replace(self.state, rollups=rollups.row_counts(con))
+            with self._state_lock:
+                self.state = replace(self.state, rollups=rollups.row_counts(con))
 
     # --- housekeeping while ingest pauses ---
 
@@ -646,12 +762,18 @@ class AnalyticsEngine:
             target=self._housekeep_when_idle, args=(idle_seconds,), name="analytics-housekeeping", daemon=True
         )
         self._housekeeper.start()
+        self._folder = threading.Thread(target=self._fold_when_due, name="analytics-folds", daemon=True)
+        self._folder.start()
 
     def stop_housekeeping(self) -> None:
         if self._housekeeper is not None:
             self._stop_housekeeping.set()
+            self._fold_wanted.set()
             self._housekeeper.join()
             self._housekeeper = None
+        if self._folder is not None:
+            self._folder.join()
+            self._folder = None
 
     def _housekeep_when_idle(self, idle_seconds: float) -> None:
         while not self._stop_housekeeping.wait(idle_seconds / 2):
@@ -663,16 +785,18 @@ class AnalyticsEngine:
 
     def housekeep(self) -> bool:
         """Fold the delta rows and checkpoint, unless a batch is waiting; True when there was work done."""
-        if not (self._appended or self._unsaved):
+        if not (self._appended or self._unsaved or self._unfolded_lines):
             return False
         with self._write_lock:
             with self._queue_lock:
                 if self._queue:
                     return False  # ingest goes first
-            with self.cursor() as con:
+            with self._fold_lock, self.cursor() as con:
+                self._fold(con)
                 if self._appended:
                     self._compact(con, list(self._appended))
-                    self.state = replace(self.state, rollups=rollups.row_counts(con))
+                    with self._state_lock:
+                        self.state = replace(self.state, rollups=rollups.row_counts(con))
                 try:
                     con.execute("CHECKPOINT")
                 except duckdb.Error:
@@ -691,7 +815,8 @@ class AnalyticsEngine:
         flags |= {
             flag for flag, column in columns.items() if lines.column(column).null_count < lines.num_rows
         }
-        self.state = replace(self.state, bounds=(first, last), flags=frozenset(flags))
+        with self._state_lock:
+            self.state = replace(self.state, bounds=(first, last), flags=frozenset(flags))
 
     # --- a copy of the system of record (SALESPULSE_DATABASE_URL; salespulse/analytics/replica.py) ---
 

@@ -43,7 +43,7 @@ from salespulse.analytics.semantic import (
     ROLLUPS,
     Rollup,
 )
-from salespulse.warehouse.schema import ORDER_LINES
+from salespulse.warehouse.schema import ADDRESS_FIELDS, CUSTOMERS, LINE_GEOGRAPHY_COLUMNS, ORDER_LINES
 
 ROLLUP_BY_NAME = {r.name: r for r in ROLLUPS}
 
@@ -126,11 +126,13 @@ def _matches(left: str, right: str, columns: tuple[str, ...]) -> str:
 
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
-    """Every rollup (and the product pairs) from the order lines, replacing what was there."""
+    """Every rollup (and the product pairs) from the order lines, replacing what was there (nothing is
+    left unfolded)."""
     for rollup in ROLLUPS:
         order = f" ORDER BY {rollup.time}" if rollup.time else ""
         con.execute(f"CREATE OR REPLACE TABLE {rollup.name} AS {rollup_select(rollup)}{order}")
     build_pairs(con)
+    create_unfolded(con, replace=True)
 
 
 def uniform_fields(con: duckdb.DuckDBPyConnection, relation: str = "order_lines") -> frozenset[str]:
@@ -354,6 +356,13 @@ class LookupCache:
 
 KEYS_ONLY = {"salesmen": "salesman_id", "distributors": "distributor_id"}
 """Dimension tables of which the engine keeps only the keys (to know when a batch brings a new one)."""
+PRICED = "list_price IS NOT NULL AND unit_cost IS NOT NULL"
+ADDRESS_PARTS = {
+    part: column
+    for part, column in zip(ADDRESS_FIELDS, LINE_GEOGRAPHY_COLUMNS, strict=True)
+    if part in CUSTOMERS.column_names
+}
+"""A customer's address part -> the order line's ship-to column it fills (see complete_geography)."""
 
 
 class Lookups:
@@ -362,18 +371,62 @@ class Lookups:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.customers = LookupCache(con, "customers", "customer_id", STORED_FIELDS["c"])
         self.products = LookupCache(con, "products", "product_id", STORED_FIELDS["p"])
+        # Apart from the rollup fields: an address is no rollup field (a line carries its own ship-to).
+        self.addresses = LookupCache(con, "customers", "customer_id", frozenset(ADDRESS_PARTS))
         self._load_keys(con)
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         self.customers.load(con)
         self.products.load(con)
+        self.addresses.load(con)
         self._load_keys(con)
+
+    def complete_geography(self, lines: pa.Table) -> pa.Table:
+        """The lines, those without any geography given their customer's stored address (as committed; an
+        unknown customer has none): what warehouse.load.complete_line_geography answers, without a query."""
+        silent = pc.is_null(lines.column(LINE_GEOGRAPHY_COLUMNS[0]))
+        for column in LINE_GEOGRAPHY_COLUMNS[1:]:
+            silent = pc.and_(silent, pc.is_null(lines.column(column)))
+        if not pc.any(silent).as_py():
+            return lines
+        ids = lines.column("customer_id").to_numpy(zero_copy_only=False)
+        parts = list(ADDRESS_PARTS)
+        for part, address in zip(parts, self.addresses.columns_for(ids, parts), strict=True):
+            index = lines.schema.get_field_index(ADDRESS_PARTS[part])
+            field = lines.schema.field(index)
+            filled = pc.if_else(silent, address.cast(field.type), lines.column(index))
+            lines = lines.set_column(index, field, filled)
+        return lines
+
+    def note_addresses(self, con: duckdb.DuckDBPyConnection, lines: pa.Table, described: list[str]) -> None:
+        """Re-read the addresses a write may have given or changed: its described and its new customers."""
+        customers = pc.unique(lines.column("customer_id")).to_pylist()
+        stale = sorted(set(self.addresses.unknown(customers)) | set(described))
+        if stale:
+            self.addresses.update(con, self.addresses.read(con, stale))
 
     def _load_keys(self, con: duckdb.DuckDBPyConnection) -> None:
         self.keys = {
             table: {row[0] for row in con.execute(f"SELECT {key} FROM {table}").fetchall()}
             for table, key in KEYS_ONLY.items()
         }
+        # A price once known stays known (a write never wipes a value): such products need no estimate.
+        self.priced = {
+            row[0] for row in con.execute(f"SELECT product_id FROM products WHERE {PRICED}").fetchall()
+        }
+
+    def prices_known(self, lines: pa.Table) -> bool:
+        """Does every product of ``lines`` have a list price and a unit cost already?"""
+        return set(pc.unique(lines.column("product_id")).to_pylist()) <= self.priced
+
+    def note_prices(self, con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
+        """Re-read whether the products of ``lines`` that had no price have one now (a write estimated it)."""
+        unpriced = sorted(set(pc.unique(lines.column("product_id")).to_pylist()) - self.priced)
+        if unpriced:
+            found = con.execute(
+                f"SELECT product_id FROM products WHERE product_id = ANY(?) AND {PRICED}", [unpriced]
+            )
+            self.priced.update(row[0] for row in found.fetchall())
 
     def complete_tables(self, lines: pa.Table) -> frozenset[str]:
         """The dimension tables that already hold every key ``lines`` refer to."""
@@ -398,13 +451,17 @@ class Lookups:
         return self.products.enrich(self.customers.enrich(lines))
 
 
-def first_purchase_movers(customers: LookupCache, lines: pa.Table) -> list[str]:
-    """The customers whose first purchase ``lines`` move: new ones, known ones without a sale yet, and those
-    with a line earlier than the first purchase the cache knows."""
+def first_purchase_movers(customers: LookupCache, lines: pa.Table) -> pa.Table:
+    """The customers whose first purchase ``lines`` move (new ones, known ones without a sale yet, and those
+    with a line earlier than the first purchase the cache knows), each with his earliest line's time: his
+    first purchase once they are written, unless a stored line of his is replaced."""
     ids = lines.column("customer_id").combine_chunks()
+    times = lines.column("ordered_at").combine_chunks()
     (first,) = customers.columns_for(ids.to_numpy(zero_copy_only=False), ["first_purchase"])
-    moves = pc.fill_null(pc.less(lines.column("ordered_at").combine_chunks(), first), True)
-    return pc.unique(ids.filter(moves)).to_pylist()
+    moves = pc.fill_null(pc.less(times, first), True)
+    moving = pa.table({"customer_id": ids.filter(moves), "first_purchase": times.filter(moves)})
+    earliest = moving.group_by("customer_id", use_threads=False).aggregate([("first_purchase", "min")])
+    return earliest.rename_columns(["customer_id", "first_purchase"])
 
 
 # --- ingest ---
@@ -422,24 +479,84 @@ class BatchSnapshot:
     prior_orders: pa.Table
     """The stored lines of the batch's orders that the batch leaves as they are."""
     old_line_hash: int
+    """The hash sum of the stored lines the batch replaces (see Fingerprint)."""
     first_purchase_movers: frozenset[str]
     """Customers whose first purchase the batch's lines move (see first_purchase_movers)."""
+    first_purchases: pa.Table
+    """Those customers (customer_id) with their earliest line in the batch (first_purchase)."""
+    order_hashes: np.ndarray
+    """The hashes of the batch's order ids (see OrderIndex)."""
 
 
-def snapshot(con: duckdb.DuckDBPyConnection, lines: pa.Table, cache: Lookups) -> BatchSnapshot:
-    """Read what the warehouse holds for the orders of ``BATCH`` (``lines``) before the write. A customer's
-    new address is not asked about: his lines keep their ship-to, so no rollup row moves with him."""
+class OrderIndex:
+    """Which orders the warehouse holds, as sorted 64-bit hashes of their ids (8 bytes an order: 33 MB for
+    the 4M orders of 10M lines). A batch none of whose orders is stored has no stored line to read, which is
+    the usual real-time batch: it is told in half a millisecond, where reading them costs a statement over
+    the batch and the order lines (5 ms). Two ids that share a hash only cost that read.
+
+    Read when the engine starts or rebuilds (a second at 10M lines); the writer adds each commit's orders.
+    """
+
+    MERGE_AT = 1 << 16
+    """Hashes added since the last merge that make the next one (a merge rewrites the sorted array)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        found = con.execute("SELECT DISTINCT hash(order_id) AS h FROM order_lines").fetchnumpy()["h"]
+        self._stored = np.sort(np.asarray(found, dtype=np.uint64))
+        self._added: list[np.ndarray] = []
+
+    @staticmethod
+    def hashes(con: duckdb.DuckDBPyConnection, order_ids: list[str]) -> np.ndarray:
+        found = con.execute("SELECT hash(unnest(?::VARCHAR[])) AS h", [order_ids]).fetchnumpy()["h"]
+        return np.unique(np.asarray(found, dtype=np.uint64))
+
+    def may_hold(self, hashes: np.ndarray) -> bool:
+        """Might one of these orders be stored?"""
+        return any(_holds(sorted_, hashes) for sorted_ in (self._stored, *self._added))
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Orders just committed."""
+        self._added.append(hashes)
+        if len(self._added) > 16:  # a few sorted arrays to search, not one per batch
+            self._added = [np.unique(np.concatenate(self._added))]
+        if sum(map(len, self._added)) >= self.MERGE_AT:
+            self._stored = np.unique(np.concatenate([self._stored, *self._added]))
+            self._added = []
+
+
+def _holds(sorted_: np.ndarray, hashes: np.ndarray) -> bool:
+    if not len(sorted_):
+        return False
+    at = np.minimum(np.searchsorted(sorted_, hashes), len(sorted_) - 1)
+    return bool((sorted_[at] == hashes).any())
+
+
+def snapshot(
+    con: duckdb.DuckDBPyConnection, lines: pa.Table, cache: Lookups, orders: OrderIndex | None = None
+) -> BatchSnapshot:
+    """Read what the warehouse holds for the orders of ``lines`` before the write (nothing to read when
+    ``orders`` tells none is stored). A customer's new address is not asked about: his lines keep their
+    ship-to, so no rollup row moves with him."""
+    hashes = OrderIndex.hashes(con, pc.unique(lines.column("order_id")).to_pylist())
+    movers = first_purchase_movers(cache.customers, lines)
+    if orders is not None and not orders.may_hold(hashes):
+        nothing = lines.slice(0, 0)
+        mover_ids = frozenset(movers.column("customer_id").to_pylist())
+        return BatchSnapshot(frozenset(), nothing, nothing, nothing, 0, mover_ids, movers, hashes)
     differs = " OR ".join(
         f"o.{c} IS DISTINCT FROM b.{c}" for c in ORDER_LINES.column_names if c not in ORDER_LINES.key
     )
-    stored = con.sql(
-        f"SELECT o.*, b.order_id IS NOT NULL AS __replaced, {LINE_HASH} AS __hash, ({differs}) AS __changed "
-        f"FROM order_lines o LEFT JOIN {BATCH} b USING (order_id, line) "
-        f"WHERE o.order_id IN (SELECT order_id FROM {BATCH})"
+    # The batch's first and last order id let the scan skip the row groups no order of it can be in.
+    span = [pc.min(lines.column("order_id")).as_py(), pc.max(lines.column("order_id")).as_py()]
+    flags = f"b.order_id IS NOT NULL AS __replaced, ({differs}) AS __changed, {LINE_HASH} AS __hash"
+    stored = con.sql(  # BATCH: ``lines``, registered by the caller
+        f"SELECT o.*, {flags} FROM order_lines o LEFT JOIN {BATCH} b USING (order_id, line) "
+        f"WHERE o.order_id BETWEEN ? AND ? AND o.order_id IN (SELECT order_id FROM {BATCH})",
+        params=span,
     ).to_arrow_table()
     replaced = stored.filter(stored.column("__replaced"))
     keys = zip(replaced.column("order_id").to_pylist(), replaced.column("line").to_pylist(), strict=True)
-    extra = ["__replaced", "__hash", "__changed"]
+    extra = ["__replaced", "__changed", "__hash"]
     changed = replaced.filter(replaced.column("__changed")).drop_columns(extra)
     return BatchSnapshot(
         frozenset(keys),
@@ -447,7 +564,9 @@ def snapshot(con: duckdb.DuckDBPyConnection, lines: pa.Table, cache: Lookups) ->
         stored.drop_columns(extra),
         stored.filter(pc.invert(stored.column("__replaced"))).drop_columns(extra),
         sum(replaced.column("__hash").to_pylist()),
-        frozenset(first_purchase_movers(cache.customers, lines)),
+        frozenset(movers.column("customer_id").to_pylist()),
+        movers,
+        hashes,
     )
 
 
@@ -478,6 +597,8 @@ def maintain(
     """
     moved, first_moved = _refresh_customers(con, before, cache.customers, described["customers"])
     products_moved, products_touched = _refresh_products(con, lines, cache.products, described["products"])
+    cache.note_addresses(con, lines, described["customers"])
+    cache.note_prices(con, lines)
     rebuild = moved or products_moved
     keys = zip(lines.column("order_id").to_pylist(), lines.column("line").to_pylist(), strict=True)
     new_lines = lines.filter(pa.array([key not in before.stored_keys for key in keys]))
@@ -496,17 +617,79 @@ def maintain(
                 _recompute_customers(con, first_moved)
         appended[PAIRS] = _add_pairs(con, before.orders_before, whole_orders)
     uniform = uniform & uniform_in(whole_orders)
+    result = _keep_state(
+        con, new_lines.num_rows, before, previous, uniform, products_touched=products_touched
+    )
+    only_appended = not (rebuild or before.changed_old.num_rows or first_moved)
+    return Maintenance(result, uniform, rebuild, appended, only_appended)
+
+
+def _keep_state(
+    con: duckdb.DuckDBPyConnection,
+    new_lines: int,
+    before: BatchSnapshot,
+    previous: Fingerprint,
+    uniform: frozenset[str],
+    *,
+    products_touched: bool,
+) -> Fingerprint:
+    """Write the order lines' fingerprint after the batch (and what else is kept beside the rollups)."""
     # The batch holds its lines exactly as stored (same values, same types), so it hashes like them.
     (new_hash,) = con.execute(f"SELECT coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM {BATCH} o").fetchall()[0]
     result = Fingerprint(
-        previous.lines + new_lines.num_rows, previous.line_hash + int(new_hash) - before.old_line_hash
+        previous.lines + new_lines, previous.line_hash + int(new_hash) - before.old_line_hash
     )
     state = {"fingerprint": result.encode(), "uniform": ",".join(sorted(uniform))}
     if products_touched:
         state["products"] = con.execute(PRODUCT_HASH).fetchall()[0][0]
     write_state(con, state)
-    only_appended = not (rebuild or before.changed_old.num_rows or first_moved)
-    return Maintenance(result, uniform, rebuild, appended, only_appended)
+    return result
+
+
+def defers(before: BatchSnapshot, cache: Lookups, described: dict[str, list[str]]) -> bool:
+    """Can the rollups fold this batch later (see UNFOLDED)? Yes when its lines are all new, their orders
+    hold no stored line, it describes no customer or product, and the only first purchases it moves are of
+    customers without a sale yet (no rollup row holds theirs)."""
+    if before.stored_keys or before.orders_before.num_rows or described["customers"] or described["products"]:
+        return False
+    movers = sorted(before.first_purchase_movers)
+    return all(first is None for first in cache.customers.values(movers, "first_purchase"))
+
+
+def defer(
+    con: duckdb.DuckDBPyConnection,
+    lines: pa.Table,
+    before: BatchSnapshot,
+    cache: Lookups,
+    previous: Fingerprint,
+    uniform: frozenset[str],
+) -> Maintenance:
+    """The share of rollup upkeep that a batch that :func:`defers` pays in its own transaction: the caches
+    kept in step with its new customers and products, its lines kept to be folded. The fingerprint kept
+    beside the rollups describes the folded lines (the fold adds these)."""
+    _note_first_purchases(con, before, cache.customers)
+    products_moved, products_touched = _refresh_products(con, lines, cache.products, [])
+    if products_moved:  # defers() rules it out: no product is described
+        raise RuntimeError("a deferred batch moved what rollups are keyed by")
+    cache.note_addresses(con, lines, [])
+    cache.note_prices(con, lines)
+    add_unfolded(con, cache.enrich(lines))
+    if products_touched:
+        write_state(con, {"products": con.execute(PRODUCT_HASH).fetchall()[0][0]})
+    return Maintenance(previous, uniform & uniform_in(lines), rebuilt=False, appended={}, only_appended=True)
+
+
+def _note_first_purchases(con: duckdb.DuckDBPyConnection, before: BatchSnapshot, cache: LookupCache) -> None:
+    """The movers of a deferred batch had no sale, so their first purchase is now their earliest line, which
+    the batch tells (no read): the first purchase is the only customer field the rollups store."""
+    if cache.fields != ["first_purchase"]:
+        cache.update(con, cache.read(con, sorted(before.first_purchase_movers)))
+        return
+    movers = before.first_purchases
+    earliest = movers.column("first_purchase").to_pylist()
+    cache.update(
+        con, {c: (t,) for c, t in zip(movers.column("customer_id").to_pylist(), earliest, strict=True)}
+    )
 
 
 def _refresh_products(
@@ -589,17 +772,125 @@ def _add_new_lines(
         PRIOR_DAYS: cache.enrich(_same_days(con, new_lines)),
     }
     source = lines_source(NEW_LINES, ENRICHED_FIELDS)
+    priors = {
+        entity: lines_source(relation, ENRICHED_FIELDS) if relations[relation].num_rows else None
+        for entity, relation in (("order_id", PRIOR_ORDERS), ("day", PRIOR_DAYS))
+    }
     with registered(con, **relations):
         for rollup in ROLLUPS:
-            delta = f"SELECT * FROM ({rollup_select(rollup, source)}) s"
-            for name in (c for c in rollup.components if COMPONENTS[c].entity is not None):
-                delta = _only_new_pairs(rollup, name, delta, source, relations)
+            delta = _delta_select(rollup, source, priors)
             # Appended, not merged: a key may have several rows, and every read aggregates them anyway
             # (sums add, min/max widen, distinct deltas count only new pairs). An append is far cheaper
             # than an update in DuckDB; compact() folds the rows again.
             (count,) = con.execute(f"INSERT INTO {rollup.name} BY NAME {delta}").fetchall()[0]
             appended[rollup.name] = count
     return appended
+
+
+def _delta_select(rollup: Rollup, source: Source, priors: dict[str, Source | None]) -> str:
+    """The rows to append to ``rollup`` for the new lines of ``source``: their components, each distinct
+    count only over the (key, entity) pairs that the stored lines of ``priors`` (by entity) do not have."""
+    delta = f"SELECT * FROM ({rollup_select(rollup, source)}) s"
+    for name in (c for c in rollup.components if COMPONENTS[c].entity is not None):
+        delta = _only_new_pairs(rollup, name, delta, source, priors)
+    return delta
+
+
+# --- unfolded lines: written by a fast ingest, folded into the rollups a moment later ---
+
+UNFOLDED = "agg_unfolded"
+"""Order lines written since the last fold, with the customer and product fields the rollups store.
+
+A batch of new lines whose orders hold no other stored line (the real-time case) is written with its
+lines copied here instead of paying every rollup's upkeep in its own transaction; a fold appends their
+deltas to every rollup and empties the table in one transaction, a few batches at once. A rollup read
+while lines wait reads :func:`with_unfolded`, the rollup and the unfolded lines' delta in one statement, so
+it answers exactly what the order lines would, in the statement's own snapshot, without waiting for a
+fold. Any other write (a replaced line, a first purchase moved, an order completed) folds first.
+"""
+
+_UNFOLDED_SAME_DAYS = f"""(
+    SELECT o.* FROM order_lines o ANTI JOIN {UNFOLDED} p USING (order_id, line)
+    WHERE o.customer_id IN (SELECT customer_id FROM {UNFOLDED})
+      AND o.ordered_at >= (SELECT CAST(min(ordered_at) AS DATE) FROM {UNFOLDED})
+      AND o.ordered_at < (SELECT CAST(max(ordered_at) AS DATE) + 1 FROM {UNFOLDED})
+)"""
+"""Stored lines, not unfolded, of the unfolded lines' customers on their days: all that can share a
+(customer, day) pair with them. (No stored line shares an order with them: see UNFOLDED.)"""
+
+
+def unfolded_delta_select(rollup: Rollup) -> str:
+    """The rows that folding the unfolded lines would append to ``rollup``."""
+    priors = {"order_id": None, "day": lines_source(_UNFOLDED_SAME_DAYS)}
+    return _delta_select(rollup, lines_source(UNFOLDED, ENRICHED_FIELDS), priors)
+
+
+def with_unfolded(rollup: Rollup) -> str:
+    """``rollup`` as it will be once the unfolded lines are folded: a relation for the compiler to read."""
+    return f"(SELECT * FROM {rollup.name} UNION ALL BY NAME {unfolded_delta_select(rollup)})"
+
+
+def create_unfolded(con: duckdb.DuckDBPyConnection, *, replace: bool = False) -> None:
+    """The table of unfolded lines: the order lines' columns and the enriched fields (``replace``: emptied
+    too)."""
+    resolver = Resolver(BASE, Params(), Period(None))
+    fields = ", ".join(f"{resolver.field(name)} AS {name}" for name in sorted(ENRICHED_FIELDS))
+    create = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
+    con.execute(f"{create} {UNFOLDED} AS SELECT o.*, {fields} {resolver.from_clause()} LIMIT 0")
+
+
+def add_unfolded(con: duckdb.DuckDBPyConnection, enriched: pa.Table) -> None:
+    """Keep ``enriched`` (written lines with their enriched fields) for the next fold."""
+    with registered(con, analytics_unfolded=enriched):
+        con.execute(f"INSERT INTO {UNFOLDED} BY NAME SELECT * FROM analytics_unfolded")
+
+
+def unfolded_count(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute(f"SELECT count(*) FROM {UNFOLDED}").fetchall()[0][0]
+
+
+@dataclass(frozen=True)
+class Folded:
+    appended: dict[str, int]
+    """Delta rows appended per table (see compact)."""
+    first_day: date | None
+    """The earliest day the folded lines touch (None: nothing was unfolded)."""
+    lines: int = 0
+    """The lines folded."""
+    fingerprint: Fingerprint = Fingerprint(0, 0)
+    """The folded lines' fingerprint after the fold."""
+
+
+def fold(con: duckdb.DuckDBPyConnection, previous: Fingerprint, uniform: frozenset[str]) -> Folded:
+    """Append the unfolded lines' deltas to every rollup and the product pairs, and empty their table;
+    inside the caller's transaction. The fingerprint kept beside the rollups (``previous``) moves on by
+    theirs; ``uniform`` (which includes them) is kept too."""
+    first, lines, line_hash = con.execute(
+        f"SELECT CAST(min(ordered_at) AS DATE), count(*), coalesce(sum({LINE_HASH}), 0)::VARCHAR "
+        f"FROM {UNFOLDED} o"
+    ).fetchall()[0]
+    if not lines:
+        return Folded({}, None, fingerprint=previous)
+    appended: dict[str, int] = {}
+    for rollup in ROLLUPS:
+        delta = unfolded_delta_select(rollup)
+        (count,) = con.execute(f"INSERT INTO {rollup.name} BY NAME {delta}").fetchall()[0]
+        appended[rollup.name] = count
+    # Every line of an unfolded order is unfolded: the orders' pairs are all new.
+    (count,) = con.execute(f"INSERT INTO {PAIRS} {pairs_select(f'{UNFOLDED} o')}").fetchall()[0]
+    appended[PAIRS] = count
+    con.execute(f"DELETE FROM {UNFOLDED}")  # the rows this snapshot sees: lines written since stay
+    # Every unfolded line is a new one: the fingerprint moves by addition.
+    fingerprint = Fingerprint(previous.lines + lines, previous.line_hash + int(line_hash))
+    write_state(con, {"fingerprint": fingerprint.encode(), "uniform": ",".join(sorted(uniform))})
+    return Folded(appended, first, lines, fingerprint)
+
+
+def unfolded_fingerprint(con: duckdb.DuckDBPyConnection) -> Fingerprint:
+    lines, line_hash = con.execute(
+        f"SELECT count(*), coalesce(sum({LINE_HASH}), 0)::VARCHAR FROM {UNFOLDED} o"
+    ).fetchall()[0]
+    return Fingerprint(lines, int(line_hash))
 
 
 def _same_days(con: duckdb.DuckDBPyConnection, new_lines: pa.Table) -> pa.Table:
@@ -616,7 +907,7 @@ def _same_days(con: duckdb.DuckDBPyConnection, new_lines: pa.Table) -> pa.Table:
 
 
 def _only_new_pairs(
-    rollup: Rollup, name: str, delta: str, source: Source, relations: dict[str, pa.Table]
+    rollup: Rollup, name: str, delta: str, source: Source, priors: dict[str, Source | None]
 ) -> str:
     """``delta`` (the new lines' rows of ``rollup``) with the distinct count ``name`` made a delta too: the
     number of (key, entity) pairs that no stored line had.
@@ -640,10 +931,9 @@ def _only_new_pairs(
         )
     if entity != "order_id" and not (entity == "day" and "customer_id" in rollup.fields):
         raise NotImplementedError("a count of days needs a rollup keyed by customer")
-    prior_lines = PRIOR_ORDERS if entity == "order_id" else PRIOR_DAYS
-    if relations[prior_lines].num_rows == 0:
+    prior = priors[entity]
+    if prior is None:
         return delta  # nothing stored shares a pair: the new lines' own distinct count is the delta
-    prior = lines_source(prior_lines, ENRICHED_FIELDS)
     counted = (
         f"SELECT {', '.join(rollup.key)}, count(*) AS n FROM "
         f"({_pairs_select(rollup, source, entity)} "
@@ -714,3 +1004,7 @@ def compact(con: duckdb.DuckDBPyConnection, rollup: Rollup, since: date | None =
     with registered(con, analytics_folded=folded):
         con.execute(f"DELETE FROM {rollup.name} {where}", params)
         con.execute(f"INSERT INTO {rollup.name} BY NAME SELECT * FROM analytics_folded")
+
+
+UNFOLDED_RELATIONS = {rollup.name: with_unfolded(rollup) for rollup in ROLLUPS}
+"""What the compiler reads for each rollup while lines wait to be folded (see WarehouseState.relations)."""

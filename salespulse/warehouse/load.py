@@ -28,7 +28,7 @@ from salespulse.warehouse.schema import (
 )
 from salespulse.warehouse.store import transaction
 
-Batch = duckdb.DuckDBPyRelation | pd.DataFrame
+Batch = duckdb.DuckDBPyRelation | pd.DataFrame | pa.Table
 Progress = Callable[[str], None]
 
 # NOT NULL dimension columns that a bare key (seen only on an order line) cannot know yet: a new row gets
@@ -51,7 +51,13 @@ class Known:
     first_purchases_stay: bool = False
     """No line is earlier than its customer's first purchase, and no stored line is replaced by another."""
     lines_are_new: bool = False
-    """No line of the batch is stored yet (so none moves from one customer to another)."""
+    """No line of the batch is stored yet (so none moves from one customer to another, and the lines are
+    inserted without counting the table)."""
+    prices_known: bool = False
+    """Every product the lines refer to has a list price and a unit cost already (none is estimated)."""
+    first_purchases: pa.Table | None = None
+    """The customers whose first purchase the lines may move (customer_id), each with his earliest line
+    (first_purchase): when no stored line is replaced, only these are updated (no pass over the lines)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +101,16 @@ def upsert_sales(
         "distributors": distributors,
     }  # fmt: skip
     with _registered(con, batches) as views:
-        lines = _with_all_order_line_columns(con, views["order_lines"])
-        line_count = _count(con, lines)
+        lines = _with_all_order_line_columns(con, views["order_lines"], _batch_columns(order_lines))
+        line_count = _batch_rows(order_lines)
+        if line_count is None:
+            line_count = _count(con, lines)
         with transaction(con):
             report(f"Writing {line_count:,} rows to the warehouse")
             new_rows = {
-                table.name: _upsert_dimension(con, table, views.get(table.name), lines)
+                table.name: _upsert_dimension(
+                    con, table, views.get(table.name), lines, _batch_columns(batches[table.name])
+                )
                 if table.name in views or table.name not in known.complete_tables
                 else 0
                 for table in DIMENSION_TABLES
@@ -108,12 +118,23 @@ def upsert_sales(
             may_move = not (known.first_purchases_stay or known.lines_are_new)
             losing = _customers_losing(con, lines) if may_move else []
             with_geography = _with_customer_address(con, lines) if geography_from_customers else lines
-            inserted = _upsert_order_lines(con, with_geography)
+            if known.lines_are_new:
+                _insert_order_lines(con, with_geography)
+                inserted = line_count
+            else:
+                inserted = _upsert_order_lines(con, with_geography)
             updated = line_count - inserted
             report("Updating customers' first purchase and products' prices")
             if not known.first_purchases_stay:
-                _refresh_first_purchase(con, lines, lines_were_replaced=updated > 0, lost_lines=losing)
-            _fill_unknown_product_prices(con, lines)
+                _refresh_first_purchase(
+                    con,
+                    lines,
+                    lines_were_replaced=updated > 0,
+                    lost_lines=losing,
+                    movers=known.first_purchases,
+                )
+            if not known.prices_known:
+                _fill_unknown_product_prices(con, lines)
             if before_commit is not None:
                 before_commit(con)
     return UpsertCounts(inserted=inserted, updated=updated, new_dimension_rows=new_rows)
@@ -134,22 +155,35 @@ def _registered(con: duckdb.DuckDBPyConnection, batches: dict[str, Batch | None]
             con.unregister(name)
 
 
+def _batch_rows(batch: Batch) -> int | None:
+    """The rows of an Arrow table or DataFrame (a relation's are counted by a query)."""
+    return None if isinstance(batch, duckdb.DuckDBPyRelation) else len(batch)
+
+
+def _batch_columns(batch: Batch | None) -> list[str]:
+    """The columns of a batch, known without a query (none for an absent batch)."""
+    if batch is None:
+        return []
+    if isinstance(batch, pa.Table):
+        return batch.column_names
+    return [str(c) for c in batch.columns]
+
+
 def _count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
     (count,) = con.execute(f"SELECT count(*) FROM {relation}").fetchall()[0]
     return count
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
-    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-
-
-def _upsert_dimension(con: duckdb.DuckDBPyConnection, table: Table, batch: str | None, lines: str) -> int:
-    """Complete known rows with the batch's non-null values, then add the keys not stored yet.
+def _upsert_dimension(
+    con: duckdb.DuckDBPyConnection, table: Table, batch: str | None, lines: str, columns: list[str]
+) -> int:
+    """Complete known rows with the batch's non-null values (``columns``: the batch's), then add the keys
+    not stored yet.
 
     Returns the number of rows added.
     """
     (key,) = table.key
-    attributes = [c for c in _columns(con, batch) if c != key and c in table.column_names] if batch else []
+    attributes = [c for c in columns if c != key and c in table.column_names] if batch else []
     if attributes:
         assignments = ", ".join(f"{c} = coalesce(b.{c}, {table.name}.{c})" for c in attributes)
         con.execute(
@@ -181,9 +215,10 @@ def _value_for_new_row(column: str, *, known: bool) -> str:
     return f"coalesce({column}, {PLACEHOLDERS[column]})" if known else PLACEHOLDERS[column]
 
 
-def _with_all_order_line_columns(con: duckdb.DuckDBPyConnection, batch: str) -> str:
-    """The batch as a subquery with every ORDER_LINES column, NULL for optional ones it leaves out."""
-    available = set(_columns(con, batch))
+def _with_all_order_line_columns(con: duckdb.DuckDBPyConnection, batch: str, columns: list[str]) -> str:
+    """The batch (with ``columns``) as a subquery with every ORDER_LINES column, NULL for optional ones it
+    leaves out."""
+    available = set(columns)
     missing = [c.name for c in ORDER_LINES.columns if c.required and c.name not in available]
     if missing:
         raise ValueError(f"the order lines lack required column(s): {', '.join(missing)}")
@@ -232,6 +267,12 @@ def _with_customer_address(con: duckdb.DuckDBPyConnection, lines: str) -> str:
     )
 
 
+def _insert_order_lines(con: duckdb.DuckDBPyConnection, lines: str) -> None:
+    """Insert lines of which none is stored yet (the caller knows): no counting of the table."""
+    columns = ", ".join(ORDER_LINES.column_names)
+    con.execute(f"INSERT INTO {ORDER_LINES.name} ({columns}) SELECT {columns} FROM {lines}")
+
+
 def _upsert_order_lines(con: duckdb.DuckDBPyConnection, lines: str) -> int:
     """Insert new lines and replace stored ones with the same key; returns how many were new."""
     columns = ", ".join(ORDER_LINES.column_names)
@@ -254,7 +295,12 @@ def _customers_losing(con: duckdb.DuckDBPyConnection, lines: str) -> list[str]:
 
 
 def _refresh_first_purchase(
-    con: duckdb.DuckDBPyConnection, lines: str, *, lines_were_replaced: bool, lost_lines: list[str]
+    con: duckdb.DuckDBPyConnection,
+    lines: str,
+    *,
+    lines_were_replaced: bool,
+    lost_lines: list[str],
+    movers: pa.Table | None = None,
 ) -> None:
     """Keep customers.first_purchase = min(ordered_at) of their lines, for the customers in the batch and
     those who lost a line to another customer (``lost_lines``; with no line left, it becomes NULL).
@@ -278,10 +324,24 @@ def _refresh_first_purchase(
             [lost_lines],
         )
         return
+    if movers is None:
+        _move_first_purchases(
+            con, f"(SELECT customer_id, min(ordered_at) AS first_purchase FROM {lines} GROUP BY 1)"
+        )
+        return
+    con.register("upsert_first_purchases", movers)  # the caller knows whose may move, and to when
+    try:
+        _move_first_purchases(con, "upsert_first_purchases")
+    finally:
+        con.unregister("upsert_first_purchases")
+
+
+def _move_first_purchases(con: duckdb.DuckDBPyConnection, earliest: str) -> None:
+    """Move first purchases earlier to ``earliest`` (customer_id, first_purchase) where it is earlier."""
     con.execute(
         f"""
         UPDATE customers SET first_purchase = f.first_purchase
-        FROM (SELECT customer_id, min(ordered_at) AS first_purchase FROM {lines} GROUP BY customer_id) f
+        FROM {earliest} f
         WHERE customers.customer_id = f.customer_id
           AND (customers.first_purchase IS NULL OR f.first_purchase < customers.first_purchase)
         """

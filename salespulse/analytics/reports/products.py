@@ -175,6 +175,8 @@ def _pairs_table_answers(ctx: ReportContext) -> bool:
     state = ctx.engine.state
     if not ctx.engine.use_rollups or PAIRS not in state.rollups or set(ctx.filtered) - PAIRS_FILTERS:
         return False
+    if state.relations:  # lines wait to be folded into the rollups: the baskets count them
+        return False
     if "region" not in state.uniform:
         return False
     wanted, bounds = ctx.date_range(), state.bounds
