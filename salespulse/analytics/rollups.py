@@ -1,4 +1,4 @@
-"""Exact rollups: built from the order lines, kept in step with them inside every ingest transaction.
+"""Exact rollups: built from the order lines, and kept exact through every ingest.
 
 A rollup row holds components (sums, min/max, distinct counts) for one key (time bucket + fields). Keeping
 them exact on ingest takes three paths:
@@ -6,14 +6,15 @@ them exact on ingest takes three paths:
 * **new lines** (the real-time case) append delta rows: sums add, min/max widen, and a distinct count grows
   by the (key, entity) pairs the new lines bring that no stored line had. Reads aggregate rows anyway, so a
   key may have several rows until :func:`compact` folds them (an append costs DuckDB far less than an
-  update);
+  update). A batch of new orders appends nothing itself: its lines wait in UNFOLDED, reads add their delta
+  (:func:`with_unfolded`), and :func:`fold` appends it for many batches at once;
 * **replaced lines that changed** make their rollup rows (under the old and the new values) be recomputed
   from the order lines; replacing a line with an identical one changes nothing;
 * **a known product whose category or subcategory changed** moves all its lines between rows: the rollups are
   rebuilt (rare, and still inside the transaction). A customer who moves does not: the geography of a sale
   is the line's ship-to, which stays where the line went.
 
-A fingerprint of the order lines (count and hash sum, updated per batch by difference) is kept beside the
+A fingerprint of the folded order lines (count and hash sum, updated by difference) is kept beside the
 rollups, and at start-up the customers' fields in the rollups are compared with the customers table, so a
 warehouse changed by another door (``salespulse data import`` while the service is down) is detected and
 the rollups rebuilt.
@@ -146,18 +147,25 @@ def uniform_fields(con: duckdb.DuckDBPyConnection, relation: str = "order_lines"
 
 
 def uniform_in(lines: pa.Table) -> frozenset[str]:
-    """uniform_fields for the lines of a few orders (all their lines), computed in Arrow: no query."""
-    lines = lines.append_column("__day", pc.cast(lines.column("ordered_at"), pa.date32()))
-    columns = {f: "__day" if f == "day" else FIELDS[f].column for f in ORDER_UNIFORM_FIELDS}
-    every = pc.CountOptions(mode="all")  # NULL counts as a value, like the '' the rollups store for it
-    counts = lines.group_by("order_id").aggregate(
-        [(columns[f], "count_distinct", every) for f in ORDER_UNIFORM_FIELDS]
-    )
-    return frozenset(
-        f
-        for f in ORDER_UNIFORM_FIELDS
-        if counts.num_rows == 0 or pc.max(counts[f"{columns[f]}_count_distinct"]).as_py() <= 1
-    )
+    """uniform_fields for the lines of a few orders (all their lines), computed in Arrow: no query. The
+    lines sorted by order, a field varies within an order where two neighbours of one order differ in it
+    (a NULL being a value of its own)."""
+    if lines.num_rows < 2:
+        return frozenset(ORDER_UNIFORM_FIELDS)
+    ordered = lines.take(pc.sort_indices(lines.column("order_id")))
+    ids = ordered.column("order_id")
+    same_order = pc.equal(ids[1:], ids[:-1])
+    uniform = set()
+    for name in ORDER_UNIFORM_FIELDS:
+        column = ordered.column("ordered_at" if name == "day" else FIELDS[name].column)
+        if name == "day":
+            column = pc.cast(column, pa.date32())
+        before, after = column[:-1], column[1:]
+        nulls_differ = pc.not_equal(pc.is_null(before), pc.is_null(after))
+        differs = pc.or_(pc.fill_null(pc.not_equal(before, after), False), nulls_differ)
+        if not pc.any(pc.and_(same_order, differs)).as_py():
+            uniform.add(name)
+    return frozenset(uniform)
 
 
 # --- the state kept beside the rollups ---
