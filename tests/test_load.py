@@ -102,7 +102,9 @@ def test_the_real_users_for_45_seconds_fail_no_request(service: RunningService, 
 
     # The sales posted are in the warehouse: as many more lines, as much more revenue.
     sales, after = report["sales_posted"], warehouse_totals(service)
-    assert sales["lines"] > 0 and sales["batches"] == int(stats["/analytics/sales"]["Request Count"])
+    assert sales["lines"] > 0 and sales["batches"] == report["user_types"]["SalesTrickle"]["requests"]
+    # Locust's CSV can miss a request that ends as the run stops (a CI run counted 18 of 19).
+    assert sales["batches"] - int(stats["/analytics/sales"]["Request Count"]) in (0, 1)
     assert after["lines"] - before["lines"] == sales["lines"]
     assert math.isclose(after["revenue"] - before["revenue"], sales["revenue"], rel_tol=1e-6, abs_tol=0.05)
 
