@@ -549,7 +549,7 @@ class AnalyticsEngine:
                     "customers": [c for b in batches for c in b.described_customers],
                     "products": [p for b in batches for p in b.described_products],
                 }
-                deferred = self.use_deferred_folds and rollups.defers(before, self._lookups, described)
+                deferred = rollups.defers(before, self._lookups, described)
                 if not deferred:  # this write keeps the rollups in step itself, from the lines as stored
                     rollup_writer.enter_context(self._fold_lock)
                     self._fold(con)
@@ -650,9 +650,6 @@ class AnalyticsEngine:
                 self._appended[name] = (total + count, min(since, first_day))
 
     # --- deferred folds (see rollups.UNFOLDED) ---
-
-    use_deferred_folds = True
-    """False: every batch keeps the rollups in step in its own transaction (tests compare both ways)."""
 
     def _note_unfolded(self, lines: int) -> None:
         """Count lines written to the unfolded table (negative: a write that did not commit). Counted, and

@@ -7,7 +7,7 @@ line index and the field. Derived values follow the file import's rules: revenue
 
 Geography follows the import's rules too. A line may say where it was shipped to (city, state, zip, region,
 country, coordinates); a line that says nothing takes the address its customer has in the batch (and, once
-the engine calls ``warehouse.load.complete_line_geography``, the stored one). US enrichment applies where
+the engine fills it from its cache of the customers' addresses, the stored one). US enrichment applies where
 the country is the US, or is not given and the state is a US state: the state becomes its two-letter code
 and must be one, a zip must have five digits, the region follows from the state and the coordinates from
 the zip. Elsewhere nothing is checked and everything is kept as written.
